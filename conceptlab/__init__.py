@@ -1,0 +1,11 @@
+"""conceptlab: learn and reproduce how text-guided diffusion models decompose concepts.
+
+    import conceptlab
+    model = conceptlab.load("toy-shapes")      # an embedded Stable-Diffusion-shaped model, offline, CPU
+    clip = conceptlab.load_clip("toy-clip")    # an embedded CLIP for zero-shot scores
+"""
+from .clip import Clip, load_clip
+from .models import Condition, Model, ModelNotAvailableError, load
+
+__all__ = ["load", "load_clip", "Model", "Clip", "Condition", "ModelNotAvailableError"]
+__version__ = "0.1.0"

@@ -1,0 +1,272 @@
+"""One face over a diffusers pipeline, so that every method is written once for every backbone.
+
+    model = conceptlab.load("toy-shapes")            # the embedded model (offline, CPU, seconds)
+    model = conceptlab.load("stabilityai/stable-diffusion-2-1-base")   # a real checkpoint you have
+    image = model.generate("a red circle on grass", steps=50, guidance=5.0, seed=0)
+
+The face: `encode_text` (the null prompt "" included), `eps(z, t, cond)` for a batch of conditions in
+one UNet forward, `encode` an image to a latent and `decode` back, the scheduler's `timesteps` and
+`alphas_cumprod`, and `pipe`, the diffusers pipeline itself.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .images import to_pil, to_tensor
+
+EMBEDDED = Path(__file__).parent / "toy" / "weights"
+EMBEDDED_NAMES = ("toy-shapes",)
+TRAIN_COMMAND = {"toy-shapes": "python -m conceptlab.toy.train shapes", "toy-clip": "python -m conceptlab.toy.train shapes --stage clip"}
+
+
+class ModelNotAvailableError(FileNotFoundError):
+    """The weights are not on this machine and cannot be fetched from here."""
+
+
+def resolve(name: str, embedded: tuple[str, ...]) -> tuple[str, bool]:
+    """-> (path or hub id, is_local). Embedded names map to the package's weights folder."""
+    if not isinstance(name, (str, os.PathLike)) or not str(name).strip():
+        raise ValueError(f"model name must be a non-empty string such as {embedded[0]!r} or a folder, got {name!r}")
+    name = str(name)
+    if name in embedded:
+        path = EMBEDDED / name
+        if not (path / ("model_index.json" if name != "toy-clip" else "config.json")).exists():
+            raise ModelNotAvailableError(
+                f"the embedded model {name!r} is missing from this installation (expected in {path}). "
+                f"Rebuild it with `{TRAIN_COMMAND[name]}` or reinstall conceptlab from a full clone.")
+        return str(path), True
+    if name.startswith("toy-"):
+        raise ValueError(f"unknown embedded model {name!r}; the embedded models are {embedded}")
+    if Path(name).exists():
+        return name, True
+    return name, False
+
+
+def from_pretrained(cls, name: str, is_local: bool, **kw):
+    """Load with diffusers/transformers: a local folder, the local hub cache, then (unless offline) the hub.
+    Never falls back to another model; a missing model raises ModelNotAvailableError saying how to fetch it."""
+    if is_local:
+        return cls.from_pretrained(name, **kw)
+    try:
+        return cls.from_pretrained(name, local_files_only=True, **kw)
+    except Exception as cached_error:                  # not in the cache: try the hub unless told not to
+        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+            reason = f"it is not in the local Hugging Face cache and HF_HUB_OFFLINE is set ({cached_error})"
+        else:
+            try:
+                return cls.from_pretrained(name, **kw)
+            except Exception as hub_error:
+                reason = f"it is not in the local cache and the hub could not be reached ({type(hub_error).__name__}: {hub_error})"
+    raise ModelNotAvailableError(
+        f"cannot load model {name!r}: {reason}. On a machine with internet run "
+        f"`hf download {name}` (or `huggingface-cli download {name}`), then copy ~/.cache/huggingface here "
+        f"or pass the downloaded folder: conceptlab.load('/path/to/folder'). "
+        f"The embedded models need no download: conceptlab.load('toy-shapes').")
+
+
+@dataclass
+class Condition:
+    """Text conditioning for a batch of prompts: `hidden` (B, L, D) for the UNet's cross-attention;
+    SDXL adds `pooled` (B, 1280) and `time_ids` (B, 6)."""
+    hidden: torch.Tensor
+    pooled: torch.Tensor | None = None
+    time_ids: torch.Tensor | None = None
+
+    def __len__(self):
+        return self.hidden.shape[0]
+
+    @staticmethod
+    def cat(conds: list["Condition"]) -> "Condition":
+        def c(xs):
+            return None if xs[0] is None else torch.cat(xs)
+        return Condition(c([x.hidden for x in conds]), c([x.pooled for x in conds]), c([x.time_ids for x in conds]))
+
+    def repeat(self, n: int) -> "Condition":
+        def r(x):
+            return None if x is None else x.repeat_interleave(n, 0)
+        return Condition(r(self.hidden), r(self.pooled), r(self.time_ids))
+
+
+class Model:
+    """The face over one diffusers pipeline (SD 1.x/2.x or SDXL). Build it with `conceptlab.load`."""
+
+    def __init__(self, pipe, name: str, toy: bool = False):
+        from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+
+        if isinstance(pipe, StableDiffusionXLPipeline):
+            self.kind = "sdxl"
+        elif isinstance(pipe, StableDiffusionPipeline):
+            self.kind = "sd"
+        else:
+            raise ValueError(
+                f"{type(pipe).__name__} is not supported yet: conceptlab's model face covers "
+                "StableDiffusionPipeline (SD 1.x/2.x, toy-shapes) and StableDiffusionXLPipeline. "
+                "AudioLDM 2 comes with the audio work.")
+        if not isinstance(pipe.scheduler, DDIMScheduler):   # every method here steps with DDIM
+            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        pipe.set_progress_bar_config(disable=True)
+        self.pipe, self.name, self.toy = pipe, name, toy    # toy: an embedded model, with a closed vocabulary
+        self._null: Condition | None = None
+
+    # ------------------------------------------------------------------------------ properties
+    unet = property(lambda self: self.pipe.unet)
+    vae = property(lambda self: self.pipe.vae)
+    tokenizer = property(lambda self: self.pipe.tokenizer)
+    text_encoder = property(lambda self: self.pipe.text_encoder)
+    scheduler = property(lambda self: self.pipe.scheduler)
+    device = property(lambda self: self.pipe.unet.device)
+    dtype = property(lambda self: self.pipe.unet.dtype)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(height, width) in pixels of the images the model makes and encodes."""
+        s = self.unet.config.sample_size * self.pipe.vae_scale_factor
+        return (s, s)
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        s = self.unet.config.sample_size
+        return (self.unet.config.in_channels, s, s)
+
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """(1000,) cumulative products of (1 - beta): alpha-bar_t of DDPM."""
+        return self.scheduler.alphas_cumprod
+
+    def timesteps(self, steps: int) -> torch.Tensor:
+        """The DDIM timesteps of an N-step run, noisiest first: (N,) long."""
+        _check_steps(steps)
+        self.scheduler.set_timesteps(steps)
+        return self.scheduler.timesteps.clone()
+
+    def __repr__(self):
+        n = sum(p.numel() for p in self.unet.parameters()) / 1e6
+        return f"Model({self.name!r}, kind={self.kind}, image={self.image_size}, unet={n:.1f}M params)"
+
+    # ------------------------------------------------------------------------------------ text
+    def check_prompt(self, prompt: str, allow_empty: bool = False) -> str:
+        """Prompts are checked at the door: a string, not empty (unless allowed), not over the
+        tokenizer's length, and (on the toy models) made only of words the model knows."""
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt must be a string, got {type(prompt).__name__}")
+        if not prompt.strip() and not allow_empty:
+            raise ValueError("prompt is empty: say what to generate, e.g. 'a red circle on grass' "
+                             "(the null prompt '' is used for guidance automatically)")
+        for tok in [self.tokenizer] + ([self.pipe.tokenizer_2] if self.kind == "sdxl" else []):
+            ids = tok(prompt).input_ids
+            if len(ids) > tok.model_max_length:
+                raise ValueError(f"prompt is {len(ids)} tokens long but {self.name} reads at most "
+                                 f"{tok.model_max_length} (start and end included): shorten it")
+        if self.toy:                                    # every known word is one token ending in </w>
+            unknown = [w for w in prompt.lower().replace(",", " , ").split()
+                       if len(ids := self.tokenizer(w, add_special_tokens=False).input_ids) != 1
+                       or self.tokenizer.convert_ids_to_tokens(ids)[0] in (self.tokenizer.unk_token, None)
+                       or not self.tokenizer.convert_ids_to_tokens(ids)[0].endswith("</w>")]
+            if unknown:
+                known = sorted(w for t in self.tokenizer.get_vocab() if t.endswith("</w>") and (w := t[:-4]).isalpha()
+                               and len(self.tokenizer(w, add_special_tokens=False).input_ids) == 1)
+                raise ValueError(f"{self.name} does not know the word(s) {unknown}; it knows: {', '.join(known)}")
+        return prompt
+
+    @torch.no_grad()
+    def encode_text(self, prompts: str | list[str]) -> Condition:
+        """Encode prompts (the null prompt "" is allowed) -> Condition with hidden (B, L, D)."""
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        for p in prompts:
+            self.check_prompt(p, allow_empty=True)
+        if self.kind == "sd":
+            hidden, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
+            return Condition(hidden)
+        hidden, _, pooled, _ = self.pipe.encode_prompt(prompts, device=self.device, do_classifier_free_guidance=False)
+        h, w = self.image_size
+        tid = torch.tensor([[h, w, 0, 0, h, w]], dtype=hidden.dtype, device=self.device).repeat(len(prompts), 1)
+        return Condition(hidden, pooled, tid)
+
+    def null(self) -> Condition:
+        """The model's real encoding of "" (never zeros), cached. (B=1)"""
+        if self._null is None:
+            self._null = self.encode_text("")
+        return self._null
+
+    # ------------------------------------------------------------------------------------ unet
+    def eps(self, z: torch.Tensor, t, cond: Condition, cross_attention_kwargs=None) -> torch.Tensor:
+        """Noise prediction eps_theta(z_t, t, c) for a batch: z (B, C, h, w); cond of batch B, or of 1
+        (broadcast). Several conditions for one latent: pass z.expand(B, ...) with a B-prompt cond."""
+        if z.ndim != 4 or tuple(z.shape[1:]) != self.latent_shape:
+            raise ValueError(f"latent must be (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z.shape)}")
+        if len(cond) == 1 and z.shape[0] > 1:
+            cond = cond.repeat(z.shape[0])
+        if len(cond) != z.shape[0]:
+            raise ValueError(f"{z.shape[0]} latents but {len(cond)} conditions: give one condition per latent, or one for all")
+        t = torch.as_tensor(t, device=z.device)
+        added = None
+        if self.kind == "sdxl":
+            added = {"text_embeds": cond.pooled, "time_ids": cond.time_ids}
+        return self.unet(z, t, encoder_hidden_states=cond.hidden, added_cond_kwargs=added,
+                         cross_attention_kwargs=cross_attention_kwargs).sample
+
+    def predict_x0(self, z: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
+        """x0 = (z_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)  (DDIM paper eq. 12, the "predicted x0")."""
+        a = self.alphas_cumprod.to(z.device)[torch.as_tensor(t).long()].to(z.dtype)
+        return (z - (1 - a).sqrt() * eps) / a.sqrt()
+
+    # ------------------------------------------------------------------------------------- vae
+    @torch.no_grad()
+    def encode(self, image, sample: bool = False, seed: int = 0) -> torch.Tensor:
+        """Image (PIL, uint8 array, or tensor in [-1, 1]) -> scaled latent (B, C, h, w): the posterior's
+        mean (or a seeded sample) times the VAE's scaling factor."""
+        x = to_tensor(image, self.image_size).to(self.device, self.vae.dtype)
+        dist = self.vae.encode(x).latent_dist
+        z = dist.sample(torch.Generator().manual_seed(seed)) if sample else dist.mean
+        return z * self.vae.config.scaling_factor
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Scaled latent (B, C, h, w) -> image tensor (B, 3, H, W) in [-1, 1]."""
+        return self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+
+    def to_pil(self, x: torch.Tensor):
+        return to_pil(x)
+
+    # -------------------------------------------------------------------------------- generate
+    @torch.no_grad()
+    def generate(self, prompt: str | list[str], steps: int = 50, guidance: float = 5.0, seed: int = 0,
+                 negative_prompt: str | None = None, output: str = "pil"):
+        """Text to image with the diffusers pipeline and DDIM (eta 0). One prompt -> one PIL image;
+        a list -> a list. output="pt" returns a tensor (B, 3, H, W) in [-1, 1]. Same seed, same image."""
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        for p in prompts:
+            self.check_prompt(p)
+        _check_steps(steps)
+        if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 50:
+            raise ValueError(f"guidance must be a number in [0, 50] (1 = no guidance, 5 = default), got {guidance!r}")
+        h, w = self.image_size
+        out = self.pipe(prompts, num_inference_steps=steps, guidance_scale=float(guidance), height=h, width=w,
+                        negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
+                        generator=torch.Generator().manual_seed(seed), output_type="pt")
+        x = out.images * 2 - 1                                  # pipeline gives [0, 1]
+        if output == "pt":
+            return x
+        images = to_pil(x)
+        return images[0] if isinstance(prompt, str) else images
+
+
+def _check_steps(steps):
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 1000:
+        raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
+
+
+def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Model:
+    """Load a model by name: "toy-shapes" (embedded), a diffusers model id, or a local folder.
+    Returns the same `Model` face for every backbone."""
+    from diffusers import DiffusionPipeline
+
+    path, local = resolve(name, EMBEDDED_NAMES)
+    kw = {"dtype": dtype}
+    pipe = from_pretrained(DiffusionPipeline, path, local, **kw)
+    toy = Path(path, "TRAINING.json").exists()        # written by conceptlab.toy.train
+    return Model(pipe.to(device), str(name), toy=toy)

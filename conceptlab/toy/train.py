@@ -1,0 +1,326 @@
+"""Train the embedded models from scratch, seeded and resumable.
+
+    python -m conceptlab.toy.train shapes            # VAE, then UNet + text encoder, then toy-clip
+    python -m conceptlab.toy.train shapes --stage clip --clip-steps 3000
+    python -m conceptlab.toy.train shapes --smoke    # a few steps of every stage into a temp folder
+
+Checkpoints (weights, EMA, optimizer, RNG state) go to --workdir every 250 steps; running the same
+command again resumes where it stopped. The finished pipelines are written to --out
+(by default the package's own `toy/weights/`, which `conceptlab.load("toy-shapes")` reads).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..worlds import shapes
+from . import nets, vocab
+
+WEIGHTS = Path(__file__).parent / "weights"
+
+
+# ------------------------------------------------------------------------------------------ data
+def world_data(n: int, workdir: Path) -> dict:
+    """The first n train scenes as uint8 (n, 3, 32, 32) images plus their object labels and backgrounds."""
+    cache = workdir / f"train_{n}.npz"
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        return dict(images=z["images"], labels=[l.split("|") for l in z["labels"]], backgrounds=list(z["backgrounds"]))
+    images, labels, backgrounds = [], [], []
+    for i in tqdm(range(n), desc="rendering the train split", mininterval=5):
+        s = shapes.scene("train", i)
+        images.append(s.image.transpose(2, 0, 1))
+        labels.append(s.labels)
+        backgrounds.append(s.background)
+    out = dict(images=np.stack(images), labels=labels, backgrounds=backgrounds)
+    workdir.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=out["images"], labels=np.array(["|".join(l) for l in labels]), backgrounds=np.array(backgrounds))
+    return out
+
+
+def to_float(images_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images_u8).float() / 127.5 - 1
+
+
+def training_caption(labels: list[str], background: str, rng: np.random.Generator) -> str:
+    """A caption for one scene, varied like real captions are: full (55%), objects only in a random
+    order (15%), a random subset of the objects (12%), the background alone (8%), empty (10%)."""
+    u = rng.random()
+    objs = [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, 1) for l in labels]
+    if u < 0.10:
+        return ""
+    if u < 0.65:
+        return shapes.caption_for(objs, background)
+    order = list(rng.permutation(len(objs)))
+    if u < 0.80:
+        return shapes.caption_for([objs[i] for i in order], None)
+    if u < 0.92:
+        k = int(rng.integers(1, len(objs) + 1))
+        return shapes.caption_for([objs[i] for i in order[:k]], background if rng.random() < 0.5 else None)
+    return background
+
+
+class Tokens:
+    """Caches token ids per caption: (B, MAX_LENGTH) long, padded like SD."""
+    def __init__(self, tokenizer):
+        self.tok, self.cache = tokenizer, {}
+
+    def __call__(self, captions: list[str]) -> torch.Tensor:
+        for c in captions:
+            if c not in self.cache:
+                self.cache[c] = self.tok(c, padding="max_length", max_length=self.tok.model_max_length,
+                                         truncation=True, return_tensors="pt").input_ids[0]
+        return torch.stack([self.cache[c] for c in captions])
+
+
+# ------------------------------------------------------------------------------------ checkpoints
+def lr_at(step: int, total: int, peak: float, warmup: int = 200) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup))))
+
+
+def save_ckpt(path: Path, **state):
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def load_ckpt(path: Path):
+    return torch.load(path, weights_only=False) if path.exists() else None
+
+
+@torch.no_grad()
+def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float):
+    for e, p in zip(ema.parameters(), model.parameters()):
+        e.lerp_(p, 1 - decay)
+
+
+# ----------------------------------------------------------------------------------------- stages
+def train_vae(data, args, workdir: Path):
+    """AutoencoderKL: MSE + L1 reconstruction, a tiny KL (1e-6) as in SD's VAE."""
+    ck_path = workdir / "vae.ckpt"
+    vae = nets.vae()
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    g = torch.Generator().manual_seed(args.seed)
+    step = 0
+    if (ck := load_ckpt(ck_path)) is not None:
+        vae.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); g.set_state(ck["rng"]); step = ck["step"]
+    x_all = to_float(data["images"])
+    bar = tqdm(total=args.vae_steps, initial=step, desc="VAE", mininterval=2)
+    while step < args.vae_steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.vae_steps, args.vae_lr)
+        x = x_all[torch.randint(len(x_all), (args.vae_batch,), generator=g)]
+        post = vae.encode(x).latent_dist
+        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        rec = vae.decode(z).sample
+        loss = F.mse_loss(rec, x) + 0.1 * F.l1_loss(rec, x) + 1e-6 * post.kl().mean()
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        step += 1
+        bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % 250 == 0 or step == args.vae_steps:
+            save_ckpt(ck_path, model=vae.state_dict(), opt=opt.state_dict(), rng=g.get_state(), step=step)
+    bar.close()
+    # SD's convention: latents are multiplied by 1 / std so that they have unit variance.
+    with torch.no_grad():
+        z = torch.cat([vae.encode(x_all[i:i + 512]).latent_dist.mean for i in range(0, min(len(x_all), 4096), 512)])
+    vae.register_to_config(scaling_factor=float(1 / z.std()))
+    return vae.eval()
+
+
+def train_unet(data, vae, args, workdir: Path):
+    """UNet + CLIP text encoder on epsilon prediction, 10% empty captions; EMA weights are exported."""
+    ck_path = workdir / "unet.ckpt"
+    tok = vocab.tokenizer()
+    tokens = Tokens(tok)
+    unet, text = nets.unet(), nets.text_encoder()
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
+    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
+    sched = nets.scheduler("ddpm")
+    g = torch.Generator().manual_seed(args.seed + 1)
+    rng = np.random.default_rng(args.seed + 1)
+    step = 0
+    if (ck := load_ckpt(ck_path)) is not None:
+        unet.load_state_dict(ck["unet"]); text.load_state_dict(ck["text"]); opt.load_state_dict(ck["opt"])
+        ema_unet.load_state_dict(ck["ema_unet"]); ema_text.load_state_dict(ck["ema_text"])
+        g.set_state(ck["rng"]); rng.bit_generator.state = ck["np_rng"]; step = ck["step"]
+    # Encode the whole train split once: the posterior's mean and std per image.
+    with torch.no_grad():
+        x_all = to_float(data["images"])
+        posts = [vae.encode(x_all[i:i + 512]).latent_dist for i in range(0, len(x_all), 512)]
+        mu, sd = torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
+    sf = vae.config.scaling_factor
+    alphas = sched.alphas_cumprod
+    bar = tqdm(total=args.unet_steps, initial=step, desc="UNet + text encoder", mininterval=2)
+    t0 = time.time()
+    while step < args.unet_steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.unet_steps, args.unet_lr)
+        idx = torch.randint(len(mu), (args.batch,), generator=g)
+        z0 = (mu[idx] + sd[idx] * torch.randn(mu[idx].shape, generator=g)) * sf
+        caps = [training_caption(data["labels"][i], data["backgrounds"][i], rng) for i in idx.tolist()]
+        noise = torch.randn(z0.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (args.batch,), generator=g)
+        a = alphas[t].view(-1, 1, 1, 1)
+        zt = a.sqrt() * z0 + (1 - a).sqrt() * noise                  # DDPM forward process (Ho et al. eq. 4)
+        cond = text(tokens(caps)).last_hidden_state
+        # Min-SNR-5 weighting (Hang et al. 2023) speeds convergence: w = min(SNR, 5) / SNR for epsilon.
+        snr = a.flatten() / (1 - a.flatten())
+        per = F.mse_loss(unet(zt, t, cond).sample, noise, reduction="none").mean((1, 2, 3))
+        loss = (per * snr.clamp(max=5.0) / snr).mean()
+        opt.zero_grad(set_to_none=True); loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
+        step += 1
+        decay = min(args.ema, (1 + step) / (10 + step))
+        ema_update(ema_unet, unet, decay); ema_update(ema_text, text, decay)
+        bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % 250 == 0 or step == args.unet_steps:
+            save_ckpt(ck_path, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(),
+                      ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
+                      rng=g.get_state(), np_rng=rng.bit_generator.state, step=step)
+    bar.close()
+    return ema_unet.eval(), ema_text.eval(), tok
+
+
+def describes(text_labels: list[str], text_bg: str | None, labels: list[str], bg: str) -> bool:
+    """Ground truth for CLIP's targets: does a text naming these objects (and background) fit the scene?"""
+    return set(text_labels) <= set(labels) and (text_bg is None or text_bg == bg)
+
+
+def train_clip(data, args, workdir: Path):
+    """toy-clip: CLIP's symmetric contrastive loss, with targets from the world's ground truth
+    (a text is a positive for every image it truly describes, not only its own)."""
+    ck_path = workdir / "clip.ckpt"
+    tok = vocab.tokenizer()
+    tokens = Tokens(tok)
+    model = nets.clip()
+    opt = torch.optim.AdamW(model.parameters(), lr=args.clip_lr, weight_decay=1e-2)
+    g = torch.Generator().manual_seed(args.seed + 2)
+    rng = np.random.default_rng(args.seed + 2)
+    step = 0
+    if (ck := load_ckpt(ck_path)) is not None:
+        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"])
+        g.set_state(ck["rng"]); rng.bit_generator.state = ck["np_rng"]; step = ck["step"]
+    x_all = to_float(data["images"])
+    bar = tqdm(total=args.clip_steps, initial=step, desc="toy-clip", mininterval=2)
+    while step < args.clip_steps:
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, args.clip_steps, args.clip_lr)
+        idx = torch.randint(len(x_all), (args.clip_batch,), generator=g).tolist()
+        texts, named = [], []
+        for i in idx:
+            labels, bg = data["labels"][i], data["backgrounds"][i]
+            u = rng.random()
+            if u < 0.6:                                            # one object's phrase
+                lab = [labels[int(rng.integers(len(labels)))]]
+                texts.append(f"a {lab[0]}"); named.append((lab, None))
+            else:                                                  # the caption, with or without background
+                use_bg = bg if u < 0.85 else None
+                objs = [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, 1) for l in labels]
+                texts.append(shapes.caption_for(objs, use_bg)); named.append((labels, use_bg))
+        x = x_all[idx] + 0.03 * torch.randn((len(idx), 3, shapes.SIZE, shapes.SIZE), generator=g)
+        target = torch.tensor([[describes(tl, tb, data["labels"][i], data["backgrounds"][i]) for tl, tb in named]
+                               for i in idx], dtype=torch.float32)                  # (images, texts)
+        out = model(input_ids=tokens(texts), pixel_values=x)
+        li = out.logits_per_image
+        loss = 0.5 * (F.cross_entropy(li, target / target.sum(1, keepdim=True))
+                      + F.cross_entropy(li.T, target.T / target.T.sum(1, keepdim=True)))
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        step += 1
+        bar.update(1); bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % 250 == 0 or step == args.clip_steps:
+            save_ckpt(ck_path, model=model.state_dict(), opt=opt.state_dict(), rng=g.get_state(),
+                      np_rng=rng.bit_generator.state, step=step)
+    bar.close()
+    return model.eval(), tok
+
+
+# ------------------------------------------------------------------------------------------ export
+def export_shapes(vae, unet, text, tok, out: Path, meta: dict):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
+                                   scheduler=nets.scheduler("ddim"), safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(out / "toy-shapes", safe_serialization=True)
+    (out / "toy-shapes" / "TRAINING.json").write_text(json.dumps(meta, indent=2))
+
+
+def export_clip(model, tok, out: Path, meta: dict):
+    from transformers import CLIPImageProcessor
+
+    proc = CLIPImageProcessor(size={"shortest_edge": shapes.SIZE}, crop_size={"height": shapes.SIZE, "width": shapes.SIZE},
+                              image_mean=[0.5] * 3, image_std=[0.5] * 3, resample=3)
+    model.save_pretrained(out / "toy-clip", safe_serialization=True)
+    tok.save_pretrained(out / "toy-clip")
+    proc.save_pretrained(out / "toy-clip")
+    (out / "toy-clip" / "TRAINING.json").write_text(json.dumps(meta, indent=2))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m conceptlab.toy.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("world", choices=["shapes"], help="which embedded world to train")
+    p.add_argument("--stage", choices=["all", "vae", "unet", "clip"], default="all")
+    p.add_argument("--scenes", type=int, default=20000, help="train scenes rendered once and reused")
+    p.add_argument("--vae-steps", type=int, default=1000)
+    p.add_argument("--unet-steps", type=int, default=3500)
+    p.add_argument("--clip-steps", type=int, default=1500)
+    p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--clip-batch", type=int, default=128)
+    p.add_argument("--vae-lr", type=float, default=2e-3)
+    p.add_argument("--unet-lr", type=float, default=1e-3)
+    p.add_argument("--clip-lr", type=float, default=1e-3)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workdir", type=Path, default=Path(".toy_runs/shapes"))
+    p.add_argument("--out", type=Path, default=WEIGHTS)
+    p.add_argument("--smoke", action="store_true", help="3 steps per stage on 64 scenes, into --workdir (for tests)")
+    args = p.parse_args(argv)
+    if args.smoke:
+        args.scenes, args.vae_steps, args.unet_steps, args.clip_steps = 64, 3, 3, 3
+        args.batch, args.clip_batch, args.vae_batch = 8, 8, 8
+    torch.manual_seed(args.seed)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    command = "python -m conceptlab.toy.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    t0 = time.time()
+    data = world_data(args.scenes, args.workdir)
+    meta = dict(command=command, seed=args.seed, scenes=args.scenes, batch=args.batch, vae_batch=args.vae_batch,
+                clip_batch=args.clip_batch, torch=torch.__version__)
+    if args.stage in ("all", "vae", "unet"):
+        vae_path = args.workdir / "vae"
+        if args.stage == "unet" and vae_path.exists():
+            from diffusers import AutoencoderKL
+            vae = AutoencoderKL.from_pretrained(vae_path)
+        else:
+            vae = train_vae(data, args, args.workdir)
+            vae.save_pretrained(vae_path)
+            print(f"VAE done at {time.time() - t0:.0f} s")
+        if args.stage in ("all", "unet"):
+            unet, text, tok = train_unet(data, vae, args, args.workdir)
+            export_shapes(vae, unet, text, tok, args.out,
+                          dict(meta, vae_steps=args.vae_steps, unet_steps=args.unet_steps, seconds=round(time.time() - t0)))
+            print(f"toy-shapes written to {args.out / 'toy-shapes'} at {time.time() - t0:.0f} s")
+    if args.stage in ("all", "clip"):
+        t1 = time.time()
+        model, tok = train_clip(data, args, args.workdir)
+        export_clip(model, tok, args.out, dict(meta, clip_steps=args.clip_steps, seconds=round(time.time() - t1)))
+        print(f"toy-clip written to {args.out / 'toy-clip'}")
+    print(f"wall time: {time.time() - t0:.0f} s ({(time.time() - t0) / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""The shapes world: seeded synthetic scenes that know their own ground truth.
+
+A scene is a 32x32 RGB picture of one to three objects (a shape in a colour) on a background,
+with its caption ("a red circle and a blue square on grass"), and per object its label and its
+mask. Because the world is synthetic, "is the red circle still there?" has an exact answer: the
+`oracle` module measures it on any image, generated or decoded.
+
+Splits are fixed: ``scene("train", i)`` and ``scene("heldout", i)`` draw from independent seed
+streams, so the held-out scenes are never seen in training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+SIZE = 32                      # pixels per side
+SUPERSAMPLE = 4                # anti-aliasing: render at 4x, average down
+SHAPES = ("circle", "square", "triangle")
+COLOURS = {                    # RGB, chosen far from every background and from each other
+    "red": (220, 40, 40),
+    "yellow": (245, 215, 40),
+    "blue": (40, 70, 225),
+    "black": (25, 25, 25),
+}
+BACKGROUNDS = {                # (top colour, bottom colour): a soft vertical gradient
+    "sky": ((120, 175, 235), (175, 215, 245)),
+    "grass": ((90, 170, 75), (60, 135, 50)),
+    "sand": ((230, 205, 160), (205, 180, 135)),
+}
+LABELS = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)   # the 12 object classes
+SPLITS = {"train": 0, "heldout": 1, "weak": 2}
+RADIUS = (4.0, 7.5)            # object half-size in pixels
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    """One object: `shape` in `colour`, centred at (cx, cy) in pixels, half-size `r`.
+
+    `strength` in (0, 1] blends the object with the background (1 = solid; weak scenes use less).
+    """
+    shape: str
+    colour: str
+    cx: float
+    cy: float
+    r: float
+    strength: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.colour} {self.shape}"
+
+    @property
+    def phrase(self) -> str:
+        return f"a {self.label}"
+
+
+@dataclass
+class Scene:
+    """A rendered scene. `image`: uint8 array (H, W, 3); `masks`: bool arrays (H, W), one per object."""
+    background: str
+    objects: list[ShapeObject]
+    image: np.ndarray
+    masks: list[np.ndarray]
+    weakness: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def caption(self) -> str:
+        return caption_for(self.objects, self.background)
+
+    @property
+    def labels(self) -> list[str]:
+        return [o.label for o in self.objects]
+
+    def mask_of(self, label: str) -> np.ndarray:
+        """The (H, W) bool mask of the object called `label` ("red circle")."""
+        for o, m in zip(self.objects, self.masks):
+            if o.label == label:
+                return m
+        raise KeyError(f"no {label!r} in this scene; it has {self.labels}")
+
+    def pil(self) -> Image.Image:
+        return Image.fromarray(self.image)
+
+
+def caption_for(objects, background: str | None) -> str:
+    """"a red circle", "a red circle and a blue square on grass", "a, b and c on sand"."""
+    phrases = [o.phrase for o in objects]
+    if len(phrases) <= 2:
+        text = " and ".join(phrases)
+    else:
+        text = ", ".join(phrases[:-1]) + " and " + phrases[-1]
+    if background:
+        text = f"{text} on {background}" if text else background
+    return text
+
+
+# ----------------------------------------------------------------------------------- rendering
+def _grid(size: int = SIZE, ss: int = SUPERSAMPLE):
+    """Sub-pixel centre coordinates (size*ss, size*ss) in pixel units."""
+    c = (np.arange(size * ss) + 0.5) / ss
+    return np.meshgrid(c, c)          # x, y
+
+
+_X, _Y = _grid()
+
+
+def _inside(shape: str, cx: float, cy: float, r: float, x=_X, y=_Y) -> np.ndarray:
+    """Boolean coverage of a shape on a sub-pixel grid. Sizes are set so the three shapes of the
+    same `r` have similar areas (square side 1.8 r, triangle height 2.2 r)."""
+    if shape == "circle":
+        return (x - cx) ** 2 + (y - cy) ** 2 <= r * r
+    if shape == "square":
+        h = 0.9 * r
+        return (np.abs(x - cx) <= h) & (np.abs(y - cy) <= h)
+    if shape == "triangle":           # apex up; base 2.4 r wide at cy + r, apex at cy - 1.2 r
+        top, bottom, half = cy - 1.2 * r, cy + r, 1.2 * r
+        t = (y - top) / (bottom - top)               # 0 at apex, 1 at base
+        return (t >= 0) & (t <= 1) & (np.abs(x - cx) <= half * t)
+    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+
+
+def coverage(shape: str, cx: float, cy: float, r: float, size: int = SIZE) -> np.ndarray:
+    """Fraction of each pixel covered by the shape, (size, size) float in [0, 1]."""
+    x, y = (_X, _Y) if size == SIZE else _grid(size)
+    fine = _inside(shape, cx, cy, r, x, y).astype(np.float32)
+    return fine.reshape(size, SUPERSAMPLE, size, SUPERSAMPLE).mean(axis=(1, 3))
+
+
+def background_image(name: str, size: int = SIZE) -> np.ndarray:
+    """(size, size, 3) float background with a vertical gradient."""
+    top, bottom = (np.array(c, dtype=np.float32) for c in BACKGROUNDS[name])
+    t = np.linspace(0, 1, size, dtype=np.float32)[:, None, None]
+    return np.broadcast_to(top * (1 - t) + bottom * t, (size, size, 3)).copy()
+
+
+def render(background: str, objects: list[ShapeObject]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Paint objects in order over the background. Returns (uint8 image, bool masks)."""
+    img = background_image(background)
+    masks = []
+    for o in objects:
+        cov = coverage(o.shape, o.cx, o.cy, o.r)
+        a = (cov * o.strength)[..., None]
+        img = img * (1 - a) + np.array(COLOURS[o.colour], np.float32) * a
+        masks.append(cov >= 0.5)
+    return np.clip(np.rint(img), 0, 255).astype(np.uint8), masks
+
+
+# ----------------------------------------------------------------------------------- sampling
+def _rng(split: str, index: int) -> np.random.Generator:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLITS)}")
+    if index < 0:
+        raise ValueError(f"scene index must be >= 0, got {index}")
+    return np.random.default_rng(np.random.SeedSequence([20241122, SPLITS[split], index]))
+
+
+def _place(rng, n: int, margin: float = 1.0, tries: int = 100) -> list[tuple[float, float, float]]:
+    """n non-overlapping (cx, cy, r) inside the frame; shrinks objects if the frame is crowded."""
+    lo, hi = RADIUS
+    for attempt in range(tries):
+        hi_now = hi - (hi - lo) * min(1.0, attempt / 20)
+        out = []
+        for _ in range(50 * n):
+            r = rng.uniform(lo, max(lo, hi_now))
+            reach = 1.25 * r + 1                           # the triangle's apex reaches 1.2 r
+            cx, cy = rng.uniform(reach, SIZE - reach, size=2)
+            if all(np.hypot(cx - x, cy - y) > 1.3 * (r + q) + margin for x, y, q in out):
+                out.append((cx, cy, r))
+                if len(out) == n:
+                    return out
+    raise RuntimeError(f"could not place {n} objects in a {SIZE}x{SIZE} frame")
+
+
+def random_scene(rng: np.random.Generator, n_objects: int | None = None) -> Scene:
+    """A random scene with 1-3 distinct objects (no two with the same label)."""
+    n = int(rng.integers(1, 4)) if n_objects is None else n_objects
+    if not 1 <= n <= 3:
+        raise ValueError(f"a scene has 1 to 3 objects, got {n}")
+    background = str(rng.choice(list(BACKGROUNDS)))
+    labels = rng.choice(len(LABELS), size=n, replace=False)
+    objects = []
+    for k, (cx, cy, r) in zip(labels, _place(rng, n)):
+        colour, shape = LABELS[k].split()
+        objects.append(ShapeObject(shape, colour, float(cx), float(cy), float(r)))
+    image, masks = render(background, objects)
+    return Scene(background, objects, image, masks)
+
+
+def scene(split: str, index: int, n_objects: int | None = None) -> Scene:
+    """Scene number `index` of a fixed split ("train" or "heldout"): the same on every machine."""
+    if split == "weak":
+        return weak_scene(index)
+    return random_scene(_rng(split, index), n_objects)
+
+
+def scenes(split: str, n: int, start: int = 0, n_objects: int | None = None) -> list[Scene]:
+    """Scenes start..start+n-1 of a split."""
+    return [scene(split, i, n_objects) for i in range(start, start + n)]
+
+
+WEAKNESSES = ("faded", "partial", "low-contrast", "small")
+
+
+def weak_scene(index: int, weakness: str | None = None) -> Scene:
+    """The toy analog of WeakConcept-10: one object rendered weakly, captioned by its phrase alone.
+
+    faded: painted at 35-55% opacity over the background; low-contrast: at 25-40% opacity (its colour
+    barely leaves the background's); partial: its centre lies outside the frame, so more than half is cut
+    off; small: half-size 2.5-3.2 px instead of 4-7.5.
+    """
+    rng = _rng("weak", index)
+    weakness = weakness or WEAKNESSES[index % len(WEAKNESSES)]
+    if weakness not in WEAKNESSES:
+        raise ValueError(f"unknown weakness {weakness!r}; expected one of {WEAKNESSES}")
+    background = str(rng.choice(list(BACKGROUNDS)))
+    colour, shape = LABELS[int(rng.integers(len(LABELS)))].split()
+    r = float(rng.uniform(5.0, 7.0))
+    cx, cy = rng.uniform(10, SIZE - 10, size=2)
+    strength = 1.0
+    if weakness == "faded":
+        strength = float(rng.uniform(0.35, 0.55))
+    elif weakness == "low-contrast":
+        strength = float(rng.uniform(0.25, 0.4))
+    elif weakness == "partial":
+        side = int(rng.integers(4))
+        off = r * float(rng.uniform(0.2, 0.6))               # centre beyond the edge by this much
+        cx, cy = [(-off, cy), (SIZE + off, cy), (cx, -off), (cx, SIZE + off)][side]
+    elif weakness == "small":
+        r = float(rng.uniform(2.5, 3.2))
+    obj = ShapeObject(shape, colour, float(cx), float(cy), r, strength)
+    image, masks = render(background, [obj])
+    return Scene(background, [obj], image, masks, weakness=weakness)
