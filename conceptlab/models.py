@@ -167,9 +167,8 @@ class Model:
                        or self.tokenizer.convert_ids_to_tokens(ids)[0] in (self.tokenizer.unk_token, None)
                        or not self.tokenizer.convert_ids_to_tokens(ids)[0].endswith("</w>")]
             if unknown:
-                known = sorted(w for t in self.tokenizer.get_vocab() if t.endswith("</w>") and (w := t[:-4]).isalpha()
-                               and len(self.tokenizer(w, add_special_tokens=False).input_ids) == 1)
-                raise ValueError(f"{self.name} does not know the word(s) {unknown}; it knows: {', '.join(known)}")
+                from .toy.vocab import WORDS
+                raise ValueError(f"{self.name} does not know the word(s) {unknown}; it knows: {', '.join(WORDS)}")
         return prompt
 
     @torch.no_grad()
@@ -238,6 +237,8 @@ class Model:
                  negative_prompt: str | None = None, output: str = "pil"):
         """Text to image with the diffusers pipeline and DDIM (eta 0). One prompt -> one PIL image;
         a list -> a list. output="pt" returns a tensor (B, 3, H, W) in [-1, 1]. Same seed, same image."""
+        if not isinstance(prompt, (str, list, tuple)) or (not isinstance(prompt, str) and not prompt):
+            raise TypeError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         for p in prompts:
             self.check_prompt(p)

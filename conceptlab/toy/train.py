@@ -276,7 +276,7 @@ def main(argv=None):
     p.add_argument("--stage", choices=["all", "vae", "unet", "clip"], default="all")
     p.add_argument("--scenes", type=int, default=20000, help="train scenes rendered once and reused")
     p.add_argument("--vae-steps", type=int, default=1000)
-    p.add_argument("--unet-steps", type=int, default=3500)
+    p.add_argument("--unet-steps", type=int, default=4500)
     p.add_argument("--clip-steps", type=int, default=1500)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--batch", type=int, default=64)

@@ -1,9 +1,9 @@
 """The toy models' vocabulary: a CLIP-style BPE tokenizer in which every world word is one token.
 
 `python -m conceptlab.toy.vocab` rewrites `vocab/vocab.json` and `vocab/merges.txt` (shipped with
-the package). The merges are learned by the `tokenizers` library's BPE trainer on the word list, so
-applying them in rank order rebuilds each word whole; hand-ordered merge chains break words (a merge
-from "and" ranked above "triangle"'s chain splits "triangle"), which `tests/test_tokenizer.py` guards.
+the package). The merges are learned by BPE training on the word list, so applying them in rank order
+rebuilds each word whole; hand-ordered merge chains break words (a merge from "and" ranked above
+"triangle"'s chain splits "triangle"), which `tests/test_tokenizer.py` guards.
 """
 from __future__ import annotations
 
@@ -24,32 +24,48 @@ WORDS = sorted(set(
 PUNCTUATION = [",", "."]
 
 
-def build(out_dir: Path = VOCAB_DIR) -> tuple[Path, Path]:
-    """Train the BPE merges on WORDS and write CLIP-format vocab.json and merges.txt."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+def learn_merges(words: list[str]) -> list[tuple[str, str]]:
+    """BPE training (Sennrich et al. 2016) on a word list until every word is one symbol.
 
+    Each round merges the most frequent adjacent pair over all words (ties: the alphabetically first),
+    applying it everywhere at once, so that encoding with the merges in rank order rebuilds every word.
+    Written here rather than with `tokenizers.trainers.BpeTrainer` because that trainer breaks ties in a
+    different order on every run, and the shipped vocabulary must be reproducible byte for byte.
+    """
+    segs = [list(w[:-1]) + [w[-1] + "</w>"] for w in words]
+    merges = []
+    while any(len(s) > 1 for s in segs):
+        counts: dict[tuple[str, str], int] = {}
+        for s in segs:
+            for pair in zip(s, s[1:]):
+                counts[pair] = counts.get(pair, 0) + 1
+        best = min(counts, key=lambda p: (-counts[p], p))
+        merges.append(best)
+        for k, s in enumerate(segs):
+            out, i = [], 0
+            while i < len(s):
+                if i + 1 < len(s) and (s[i], s[i + 1]) == best:
+                    out.append(s[i] + s[i + 1]); i += 2
+                else:
+                    out.append(s[i]); i += 1
+            segs[k] = out
+    return merges
+
+
+def build(out_dir: Path = VOCAB_DIR) -> tuple[Path, Path]:
+    """Learn the merges on WORDS and write CLIP-format vocab.json and merges.txt:
+    single characters (bare and word-final), the merged symbols in rank order, then the two specials."""
     letters = sorted(set("".join(WORDS)) | set("abcdefghijklmnopqrstuvwxyz"))
-    alphabet = letters + [c + "</w>" for c in letters] + PUNCTUATION + [p + "</w>" for p in PUNCTUATION]
-    tok = Tokenizer(models.BPE(unk_token=EOS, end_of_word_suffix="</w>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=10_000, min_frequency=1, special_tokens=[], initial_alphabet=[],
-        end_of_word_suffix="</w>", show_progress=False,
-    )
-    tok.train_from_iterator([" ".join(WORDS)] * 4, trainer)
-    model = json.loads(tok.to_str())["model"]
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    # CLIP's layout: single characters, then the merged tokens in rank order, then the specials.
-    tokens = list(alphabet)
-    for m in merges:
-        t = m.replace(" ", "")
-        if t not in tokens:
-            tokens.append(t)
+    tokens = letters + [c + "</w>" for c in letters] + PUNCTUATION + [p + "</w>" for p in PUNCTUATION]
+    merges = learn_merges(WORDS)
+    for a, b in merges:
+        if a + b not in tokens:
+            tokens.append(a + b)
     tokens += [BOS, EOS]
     out_dir.mkdir(parents=True, exist_ok=True)
     vocab_path, merges_path = out_dir / "vocab.json", out_dir / "merges.txt"
     vocab_path.write_text(json.dumps({t: i for i, t in enumerate(tokens)}, indent=0))
-    merges_path.write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    merges_path.write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
     return vocab_path, merges_path
 
 

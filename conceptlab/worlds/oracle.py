@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .shapes import BACKGROUNDS, COLOURS, LABELS, SHAPES, SUPERSAMPLE
+from .shapes import BACKGROUNDS, COLOURS, LABELS, SHAPES, SIZE, SUPERSAMPLE
 
 THRESHOLD = 0.5
 MIN_AREA = 5          # blobs smaller than this (pixels) are noise
@@ -43,9 +43,17 @@ def as_array(image) -> np.ndarray:
     raise ValueError(f"expected an RGB image (PIL, (H, W, 3) uint8, or (3, H, W) in [-1, 1]), got shape {a.shape}")
 
 
+def at_world_size(a: np.ndarray) -> np.ndarray:
+    """Images of another size (a real model's 512x512, say) are box-filtered to the world's 32x32."""
+    if a.shape[:2] == (SIZE, SIZE):
+        return a
+    im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8)).resize((SIZE, SIZE), Image.BOX)
+    return np.asarray(im, dtype=np.float32)
+
+
 def colour_map(image) -> np.ndarray:
-    """(H, W) int: index into the palette of each pixel's nearest colour (0..3 are object colours)."""
-    a = as_array(image)
+    """(32, 32) int: index into the palette of each pixel's nearest colour (0..3 are object colours)."""
+    a = at_world_size(as_array(image))
     d = ((a[:, :, None, :] - _PALETTE[None, None]) ** 2).sum(-1)
     return d.argmin(-1)
 

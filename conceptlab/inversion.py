@@ -1,0 +1,120 @@
+"""DDIM inversion: run the sampler backwards to find the noise z_T that regenerates a real input.
+
+Notation (METHODS.md): N steps, sampling step i = 0..N-1 from the noisiest timestep to the cleanest;
+the inversion keeps every latent in a bank: bank[0] = z_0 (clean) ... bank[N] = z_T, so bank[N - i]
+is the latent at the timestep of sampling step i.
+
+Both directions use one deterministic DDIM update (Song et al. 2021, eq. 12, eta = 0):
+    x0_hat = (z_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)
+    z_s    = sqrt(abar_s) x0_hat + sqrt(1 - abar_s) eps
+Sampling goes t -> s < t with eps = eps(z_t, t). Inversion (ScalingConcept eq. 3) goes s -> t > s with
+eps(z_s, t): the noise is evaluated at the current latent, the approximation DDIM inversion rests on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .models import Condition, Model, _check_steps
+
+METHODS = ("ddim",)
+
+
+@dataclass
+class Inversion:
+    """The result of inverting one input. latents: (N+1, C, h, w) the bank, bank[0] clean, bank[N] = z_T;
+    timesteps: (N,) the sampling timesteps, noisiest first; prompt, method, model name for reuse checks."""
+    latents: torch.Tensor
+    timesteps: torch.Tensor
+    prompt: str
+    method: str
+    model_name: str
+
+    @property
+    def steps(self) -> int:
+        return len(self.timesteps)
+
+    @property
+    def z_T(self) -> torch.Tensor:
+        return self.latents[-1:]
+
+    def at_step(self, i: int) -> torch.Tensor:
+        """The bank latent at the timestep of sampling step i: bank[N - i], (1, C, h, w)."""
+        return self.latents[self.steps - i: self.steps - i + 1]
+
+
+def alpha_pairs(model: Model, timesteps: torch.Tensor) -> list[tuple[float, float]]:
+    """For each sampling step i, (abar at t_i, abar at the next cleaner timestep); the cleanest step goes to
+    the scheduler's final alpha (abar_0 here, as SD's set_alpha_to_one=False)."""
+    abar = model.alphas_cumprod
+    final = float(model.scheduler.final_alpha_cumprod)
+    nxt = [float(abar[t]) for t in timesteps[1:]] + [final]
+    return [(float(abar[t]), a) for t, a in zip(timesteps, nxt)]
+
+
+def ddim_step(z: torch.Tensor, eps: torch.Tensor, abar_from: float, abar_to: float) -> torch.Tensor:
+    """One deterministic DDIM move of z from noise level abar_from to abar_to (DDIM eq. 12, eta 0)."""
+    x0 = (z - (1 - abar_from) ** 0.5 * eps) / abar_from ** 0.5
+    return abar_to ** 0.5 * x0 + (1 - abar_to) ** 0.5 * eps
+
+
+@torch.no_grad()
+def invert(model: Model, image, prompt: str, steps: int = 50, method: str = "ddim") -> Inversion:
+    """Invert an image (PIL, uint8 array, or tensor in [-1, 1], one image) with `prompt`, unguided,
+    over the same N timesteps as sampling. Returns the Inversion with its latent bank."""
+    if method not in METHODS:
+        raise ValueError(f"unknown inversion method {method!r}; available: {METHODS}")
+    model.check_prompt(prompt, allow_empty=True)
+    _check_steps(steps)
+    z = model.encode(image)
+    if z.shape[0] != 1:
+        raise ValueError(f"invert takes one image at a time, got a batch of {z.shape[0]}")
+    cond = model.encode_text(prompt)
+    timesteps = model.timesteps(steps)
+    bank = [z]
+    for (abar_t, abar_s), t in zip(reversed(alpha_pairs(model, timesteps)), timesteps.flip(0)):
+        eps = model.eps(z, t, cond)
+        z = ddim_step(z, eps, abar_s, abar_t)          # s -> t, noisier
+        bank.append(z)
+    return Inversion(torch.cat(bank), timesteps, prompt, method, model.name)
+
+
+def check_inversion(model: Model, inv: Inversion, steps: int):
+    """An inversion is reused only with the model, step count and timesteps it was made with."""
+    if inv.model_name != model.name:
+        raise ValueError(f"this inversion was made with model {inv.model_name!r}, not {model.name!r}: invert again")
+    if inv.steps != steps:
+        raise ValueError(f"this inversion has {inv.steps} steps but {steps} were asked: invert again with steps={steps}")
+    if not torch.equal(inv.timesteps.cpu(), model.timesteps(steps).cpu()):
+        raise ValueError("this inversion's timesteps differ from the model's scheduler now: invert again")
+
+
+@torch.no_grad()
+def sample(model: Model, z_T: torch.Tensor, cond: Condition, steps: int, guidance: float = 1.0,
+           null: Condition | None = None) -> torch.Tensor:
+    """Deterministic DDIM sampling from z_T (B, C, h, w) with classifier-free guidance
+    eps = eps_null + guidance (eps_c - eps_null) (guidance 1: the conditional prediction alone).
+    Returns the clean latent (B, C, h, w)."""
+    _check_steps(steps)
+    timesteps = model.timesteps(steps)
+    z = z_T
+    null = model.null() if null is None else null
+    for (abar_t, abar_s), t in zip(alpha_pairs(model, timesteps), timesteps):
+        if guidance == 1.0:
+            eps = model.eps(z, t, cond)
+        else:                                          # both branches in one batched forward
+            both = model.eps(torch.cat([z, z]), t, Condition.cat([null.repeat(len(z)) if len(null) == 1 else null,
+                                                                   cond.repeat(len(z)) if len(cond) == 1 else cond]))
+            e_null, e_c = both.chunk(2)
+            eps = e_null + guidance * (e_c - e_null)
+        z = ddim_step(z, eps, abar_t, abar_s)
+    return z
+
+
+def reconstruct(model: Model, inv: Inversion, prompt: str | None = None, guidance: float = 1.0) -> torch.Tensor:
+    """Sample back from the inversion's z_T (with its own prompt by default): image tensor (1, 3, H, W)."""
+    check_inversion(model, inv, inv.steps)
+    prompt = inv.prompt if prompt is None else prompt
+    z0 = sample(model, inv.z_T, model.encode_text(prompt), inv.steps, guidance)
+    return model.decode(z0)
