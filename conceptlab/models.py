@@ -107,8 +107,8 @@ class Model:
                 "StableDiffusionPipeline (SD 1.x/2.x, toy-shapes) and StableDiffusionXLPipeline. "
                 "AudioLDM 2 comes with the audio work.")
         if not isinstance(pipe.scheduler, DDIMScheduler):   # every method here steps with DDIM
-            pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
+            raise ValueError(f"conceptlab steps with DDIM but this pipeline has {type(pipe.scheduler).__name__}: set "
+                             "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config) (conceptlab.load does)")
         self.pipe, self.name, self.toy = pipe, name, toy    # toy: an embedded model, with a closed vocabulary
         self._null: Condition | None = None
 
@@ -269,5 +269,9 @@ def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: to
     path, local = resolve(name, EMBEDDED_NAMES)
     kw = {"dtype": dtype}
     pipe = from_pretrained(DiffusionPipeline, path, local, **kw)
+    if type(pipe.scheduler).__name__ != "DDIMScheduler":
+        from diffusers import DDIMScheduler
+        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
     toy = Path(path, "TRAINING.json").exists()        # written by conceptlab.toy.train
     return Model(pipe.to(device), str(name), toy=toy)

@@ -114,3 +114,15 @@ def test_unsupported_pipeline_is_named(tiny_pipe):
 def test_condition_helpers():
     c = Condition(torch.randn(1, 4, 8))
     assert len(c.repeat(3)) == 3 and len(Condition.cat([c, c.repeat(2)])) == 3
+
+
+def test_other_schedulers_are_refused_by_the_face_and_converted_by_load(tiny_pipe, tmp_path):
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(**{**tiny_pipe.components, "scheduler": PNDMScheduler.from_config(tiny_pipe.scheduler.config)})
+    with pytest.raises(ValueError, match="steps with DDIM.*PNDMScheduler"):
+        conceptlab.Model(pipe, "x")
+    pipe.save_pretrained(tmp_path / "pndm")
+    model = conceptlab.load(str(tmp_path / "pndm"))
+    assert type(model.scheduler).__name__ == "DDIMScheduler"
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler"            # the caller's pipeline is untouched
