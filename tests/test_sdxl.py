@@ -44,10 +44,14 @@ def test_sdxl_face(sdxl):
 
 
 def test_sdxl_sampler_matches_the_pipeline(sdxl):
+    """Same result as StableDiffusionXLPipeline given the same null condition. (The pipeline's own default,
+    force_zeros_for_empty_prompt, uses zeros for the null prompt; conceptlab uses the real encoding of "".)"""
     z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
-    ours = sdxl.decode(inversion.sample(sdxl, z, sdxl.encode_text("a red circle"), steps=4, guidance=3.0))
-    theirs = sdxl.pipe("a red circle", num_inference_steps=4, guidance_scale=3.0, latents=z.clone(), height=16,
-                       width=16, output_type="pt").images * 2 - 1
+    c, n = sdxl.encode_text("a red circle"), sdxl.null()
+    ours = sdxl.decode(inversion.sample(sdxl, z, c, steps=4, guidance=3.0))
+    theirs = sdxl.pipe(prompt_embeds=c.hidden, pooled_prompt_embeds=c.pooled, negative_prompt_embeds=n.hidden,
+                       negative_pooled_prompt_embeds=n.pooled, num_inference_steps=4, guidance_scale=3.0,
+                       latents=z.clone(), height=16, width=16, output_type="pt").images * 2 - 1
     assert torch.allclose(ours, theirs, atol=2e-3)
 
 
