@@ -52,11 +52,16 @@ def to_float(images_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_u8).float() / 127.5 - 1
 
 
+def objects_of(labels: list[str]) -> list[shapes.ShapeObject]:
+    """Placeholder objects named by labels ("red circle"), enough to write captions."""
+    return [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, 1) for l in labels]
+
+
 def training_caption(labels: list[str], background: str, rng: np.random.Generator) -> str:
     """A caption for one scene, varied like real captions are: full (55%), objects only in a random
     order (15%), a random subset of the objects (12%), the background alone (8%), empty (10%)."""
     u = rng.random()
-    objs = [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, 1) for l in labels]
+    objs = objects_of(labels)
     if u < 0.10:
         return ""
     if u < 0.65:
@@ -164,7 +169,6 @@ def train_unet(data, vae, args, workdir: Path):
     sf = vae.config.scaling_factor
     alphas = sched.alphas_cumprod
     bar = tqdm(total=args.unet_steps, initial=step, desc="UNet + text encoder", mininterval=2)
-    t0 = time.time()
     while step < args.unet_steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.unet_steps, args.unet_lr)
@@ -228,7 +232,7 @@ def train_clip(data, args, workdir: Path):
                 texts.append(f"a {lab[0]}"); named.append((lab, None))
             else:                                                  # the caption, with or without background
                 use_bg = bg if u < 0.85 else None
-                objs = [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, 1) for l in labels]
+                objs = objects_of(labels)
                 texts.append(shapes.caption_for(objs, use_bg)); named.append((labels, use_bg))
         x = x_all[idx] + 0.03 * torch.randn((len(idx), 3, shapes.SIZE, shapes.SIZE), generator=g)
         target = torch.tensor([[describes(tl, tb, data["labels"][i], data["backgrounds"][i]) for tl, tb in named]
