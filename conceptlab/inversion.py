@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .models import Condition, Model, _check_steps
+from . import hooks
+from .models import Condition, Model, _check_steps, predict_x0
 
 METHODS = ("ddim",)
 
@@ -55,7 +56,7 @@ def alpha_pairs(model: Model, timesteps: torch.Tensor) -> list[tuple[float, floa
 
 def ddim_step(z: torch.Tensor, eps: torch.Tensor, abar_from: float, abar_to: float) -> torch.Tensor:
     """One deterministic DDIM move of z from noise level abar_from to abar_to (DDIM eq. 12, eta 0)."""
-    x0 = (z - (1 - abar_from) ** 0.5 * eps) / abar_from ** 0.5
+    x0 = predict_x0(z, eps, abar_from)
     return abar_to ** 0.5 * x0 + (1 - abar_to) ** 0.5 * eps
 
 
@@ -73,10 +74,12 @@ def invert(model: Model, image, prompt: str, steps: int = 50, method: str = "ddi
     cond = model.encode_text(prompt)
     timesteps = model.timesteps(steps)
     bank = [z]
-    for (abar_t, abar_s), t in zip(reversed(alpha_pairs(model, timesteps)), timesteps.flip(0)):
-        eps = model.eps(z, t, cond)
-        z = ddim_step(z, eps, abar_s, abar_t)          # s -> t, noisier
-        bank.append(z)
+    with hooks.own_loop():
+        for k, ((abar_t, abar_s), t) in enumerate(zip(reversed(alpha_pairs(model, timesteps)), timesteps.flip(0))):
+            eps = model.eps(z, t, cond)
+            hooks.report(k, t, z, eps, {"cond": eps}, stage="invert")
+            z = ddim_step(z, eps, abar_s, abar_t)          # s -> t, noisier
+            bank.append(z)
     return Inversion(torch.cat(bank), timesteps, prompt, method, model.name)
 
 
@@ -100,15 +103,19 @@ def sample(model: Model, z_T: torch.Tensor, cond: Condition, steps: int, guidanc
     timesteps = model.timesteps(steps)
     z = z_T
     null = model.null() if null is None else null
-    for (abar_t, abar_s), t in zip(alpha_pairs(model, timesteps), timesteps):
-        if guidance == 1.0:
-            eps = model.eps(z, t, cond)
-        else:                                          # both branches in one batched forward
-            both = model.eps(torch.cat([z, z]), t, Condition.cat([null.repeat(len(z)) if len(null) == 1 else null,
-                                                                   cond.repeat(len(z)) if len(cond) == 1 else cond]))
-            e_null, e_c = both.chunk(2)
-            eps = e_null + guidance * (e_c - e_null)
-        z = ddim_step(z, eps, abar_t, abar_s)
+    with hooks.own_loop():
+        for i, ((abar_t, abar_s), t) in enumerate(zip(alpha_pairs(model, timesteps), timesteps)):
+            if guidance == 1.0:
+                eps = model.eps(z, t, cond)
+                branches = {"cond": eps}
+            else:                                          # both branches in one batched forward
+                both = model.eps(torch.cat([z, z]), t, Condition.cat([null.repeat(len(z)) if len(null) == 1 else null,
+                                                                       cond.repeat(len(z)) if len(cond) == 1 else cond]))
+                e_null, e_c = both.chunk(2)
+                eps = e_null + guidance * (e_c - e_null)
+                branches = {"uncond": e_null, "cond": e_c}
+            hooks.report(i, t, z, eps, branches)
+            z = ddim_step(z, eps, abar_t, abar_s)
     return z
 
 

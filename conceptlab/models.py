@@ -209,9 +209,8 @@ class Model:
                          cross_attention_kwargs=cross_attention_kwargs).sample
 
     def predict_x0(self, z: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
-        """x0 = (z_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)  (DDIM paper eq. 12, the "predicted x0")."""
-        a = self.alphas_cumprod.to(z.device)[torch.as_tensor(t).long()].to(z.dtype)
-        return (z - (1 - a).sqrt() * eps) / a.sqrt()
+        """The predicted clean latent at timestep t (see `predict_x0`)."""
+        return predict_x0(z, eps, self.alphas_cumprod[int(torch.as_tensor(t).flatten()[0])])
 
     # ------------------------------------------------------------------------------------- vae
     @torch.no_grad()
@@ -234,9 +233,10 @@ class Model:
     # -------------------------------------------------------------------------------- generate
     @torch.no_grad()
     def generate(self, prompt: str | list[str], steps: int = 50, guidance: float = 5.0, seed: int = 0,
-                 negative_prompt: str | None = None, output: str = "pil"):
+                 negative_prompt: str | None = None, output: str = "pil", callback_on_step_end=None):
         """Text to image with the diffusers pipeline and DDIM (eta 0). One prompt -> one PIL image;
-        a list -> a list. output="pt" returns a tensor (B, 3, H, W) in [-1, 1]. Same seed, same image."""
+        a list -> a list. output="pt" returns a tensor (B, 3, H, W) in [-1, 1]. Same seed, same image.
+        callback_on_step_end goes to the pipeline (e.g. a TrajectoryRecorder's `callback`)."""
         if not isinstance(prompt, (str, list, tuple)) or (not isinstance(prompt, str) and not prompt):
             raise TypeError(f"prompt must be a string or a non-empty list of strings, got {prompt!r}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
@@ -246,7 +246,7 @@ class Model:
         if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 50:
             raise ValueError(f"guidance must be a number in [0, 50] (1 = no guidance, 5 = default), got {guidance!r}")
         h, w = self.image_size
-        out = self.pipe(prompts, num_inference_steps=steps, guidance_scale=float(guidance), height=h, width=w,
+        out = self.pipe(prompts, callback_on_step_end=callback_on_step_end, num_inference_steps=steps, guidance_scale=float(guidance), height=h, width=w,
                         negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
                         generator=torch.Generator().manual_seed(seed), output_type="pt")
         x = out.images * 2 - 1                                  # pipeline gives [0, 1]
@@ -254,6 +254,13 @@ class Model:
             return x
         images = to_pil(x)
         return images[0] if isinstance(prompt, str) else images
+
+
+def predict_x0(z: torch.Tensor, eps: torch.Tensor, abar) -> torch.Tensor:
+    """x0 = (z_t - sqrt(1 - abar_t) eps) / sqrt(abar_t): the "predicted x0" of DDIM (Song et al. 2021, eq. 12).
+    z, eps: (B, C, h, w); abar: alpha-bar at the latent's timestep (float or 0-d tensor)."""
+    abar = torch.as_tensor(abar, dtype=z.dtype, device=z.device)
+    return (z - (1 - abar).sqrt() * eps) / abar.sqrt()
 
 
 def _check_steps(steps):

@@ -5,34 +5,12 @@ import torch
 
 from conceptlab import inversion
 from conceptlab.models import Model
-from conceptlab.toy import vocab
+from conceptlab.toy import tiny
 
 
 @pytest.fixture(scope="module")
 def sdxl():
-    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
-    torch.manual_seed(0)
-    tok = vocab.tokenizer()
-    text_cfg = dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                    num_attention_heads=2, max_position_embeddings=vocab.MAX_LENGTH, projection_dim=32,
-                    bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=64, attention_head_dim=(2, 4), norm_num_groups=16, use_linear_projection=True,
-        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 1),
-        projection_class_embeddings_input_dim=6 * 8 + 32)
-    vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=3, out_channels=3, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=16, sample_size=16)
-    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
-                          set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=CLIPTextModel(CLIPTextConfig(**text_cfg)),
-                                     text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text_cfg)),
-                                     tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=sched)
-    return Model(pipe, "tiny-sdxl")
+    return Model(tiny.sdxl(), "tiny-sdxl")
 
 
 def test_sdxl_face(sdxl):

@@ -156,11 +156,16 @@ def train_unet(data, vae, args, workdir: Path):
     sched = nets.scheduler("ddpm")
     g = torch.Generator().manual_seed(args.seed + 1)
     rng = np.random.default_rng(args.seed + 1)
-    step = 0
+    step, history = 0, []
     if (ck := load_ckpt(ck_path)) is not None:
         unet.load_state_dict(ck["unet"]); text.load_state_dict(ck["text"]); opt.load_state_dict(ck["opt"])
         ema_unet.load_state_dict(ck["ema_unet"]); ema_text.load_state_dict(ck["ema_text"])
         g.set_state(ck["rng"]); rng.bit_generator.state = ck["np_rng"]; step = ck["step"]
+        history = ck.get("history", [])
+    # Continuing a finished run to more steps restarts the cosine schedule part-way (a warm restart), so
+    # every (command, from step, to step) is kept and exported: the weights' exact recipe.
+    if step < args.unet_steps:
+        history = history + [dict(command=args.command, from_step=step, to_step=args.unet_steps)]
     # Encode the whole train split once: the posterior's mean and std per image.
     with torch.no_grad():
         x_all = to_float(data["images"])
@@ -193,9 +198,9 @@ def train_unet(data, vae, args, workdir: Path):
         if step % 250 == 0 or step == args.unet_steps:
             save_ckpt(ck_path, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(),
                       ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
-                      rng=g.get_state(), np_rng=rng.bit_generator.state, step=step)
+                      rng=g.get_state(), np_rng=rng.bit_generator.state, step=step, history=history)
     bar.close()
-    return ema_unet.eval(), ema_text.eval(), tok
+    return ema_unet.eval(), ema_text.eval(), tok, history
 
 
 def describes(text_labels: list[str], text_bg: str | None, labels: list[str], bg: str) -> bool:
@@ -300,6 +305,7 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     args.workdir.mkdir(parents=True, exist_ok=True)
     command = "python -m conceptlab.toy.train " + " ".join(argv if argv is not None else sys.argv[1:])
+    args.command = command
     t0 = time.time()
     data = world_data(args.scenes, args.workdir)
     meta = dict(command=command, seed=args.seed, scenes=args.scenes, batch=args.batch, vae_batch=args.vae_batch,
@@ -314,9 +320,10 @@ def main(argv=None):
             vae.save_pretrained(vae_path)
             print(f"VAE done at {time.time() - t0:.0f} s")
         if args.stage in ("all", "unet"):
-            unet, text, tok = train_unet(data, vae, args, args.workdir)
+            unet, text, tok, history = train_unet(data, vae, args, args.workdir)
             export_shapes(vae, unet, text, tok, args.out,
-                          dict(meta, vae_steps=args.vae_steps, unet_steps=args.unet_steps, seconds=round(time.time() - t0)))
+                          dict(meta, vae_steps=args.vae_steps, unet_steps=args.unet_steps, unet_history=history,
+                               seconds=round(time.time() - t0)))
             print(f"toy-shapes written to {args.out / 'toy-shapes'} at {time.time() - t0:.0f} s")
     if args.stage in ("all", "clip"):
         t1 = time.time()
