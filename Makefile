@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)  ## execute every notebook on the embedded models and build the website
-	$(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml --path-output book --warningiserror --keep-going
+	CONCEPTLAB_STATIC=1 $(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml --path-output book --warningiserror --keep-going
 	@echo "The website is in $(CURDIR)/book/_build/html/index.html"
 
 test: unit notebooks  ## all tests: unit tests, then every notebook under nbval
@@ -24,7 +24,7 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q
 
 notebooks: $(STAMP)
-	$(BIN)/python -m pytest -q --nbval-lax --nbval-current-env --sanitize-with tests/sanitize.cfg -p no:cacheprovider notebooks
+	CONCEPTLAB_STATIC=1 $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env --sanitize-with tests/sanitize.cfg -p no:cacheprovider notebooks
 
 lab: $(STAMP)  ## JupyterLab on the course
 	$(BIN)/jupyter lab notebooks

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from .images import to_tensor
-from .models import resolve, from_pretrained
+from .models import from_pretrained, quiet_loading, resolve
 
 
 class Clip:
@@ -77,10 +77,11 @@ def _projected(out) -> torch.Tensor:
 
 def load_clip(name: str = "toy-clip", device: str = "cpu") -> Clip:
     """"toy-clip" (embedded) or any transformers CLIP id / folder ("openai/clip-vit-base-patch32")."""
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
+    with quiet_loading():
+        from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
-    path, local = resolve(name, ("toy-clip",))
-    model = from_pretrained(CLIPModel, path, local).to(device)
-    tokenizer = from_pretrained(CLIPTokenizer, path, local)
-    processor = from_pretrained(CLIPImageProcessor, path, local)
+        path, local = resolve(name, ("toy-clip",))
+        model = from_pretrained(CLIPModel, path, local).to(device)
+        tokenizer = from_pretrained(CLIPTokenizer, path, local)
+        processor = from_pretrained(CLIPImageProcessor, path, local)
     return Clip(model, tokenizer, processor, str(name))

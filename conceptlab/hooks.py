@@ -49,6 +49,15 @@ def attention_layers(unet) -> dict[str, str]:
     return {n: ("cross" if getattr(unet.get_submodule(n), "is_cross_attention", False) else "self") for n in names}
 
 
+def tokens_of(model, prompt: str) -> list[str]:
+    """The prompt as the (first) tokenizer splits it, start and end tokens included: the positions that
+    cross-attention keys are. "a red circle" -> ["<|startoftext|>", "a", "red", "circle", "<|endoftext|>"]."""
+    tok = getattr(model, "tokenizer", None)
+    if tok is None:
+        raise TypeError("naming tokens by word needs a conceptlab Model or a pipeline with a tokenizer")
+    return [t.replace("</w>", "") for t in tok.convert_ids_to_tokens(tok(prompt).input_ids)]
+
+
 def selects(filt: LayerFilter | StepFilter, item) -> bool:
     """Whether a filter (None = all; a regex; a list of names or regexes; a range/list of steps; a callable) takes item."""
     if filt is None:
@@ -243,8 +252,11 @@ def check_processor(name: str, proc):
                          "unet.set_default_attn_processor().")
 
 
-class _AttentionHook:
-    """The shared mechanism of recording and editing: swap processors in on enter, restore on exit."""
+class AttentionHook:
+    """The shared mechanism of recording and editing: swap processors in on enter, restore on exit.
+    Subclasses implement `_listen(name, kind, probs)`: probs (B, heads, Q, K) of one layer's call; return
+    None to leave them, or edited probabilities of the same shape. (Training the toy model's grounding
+    loss is one more listener: it keeps the probabilities with their gradients.)"""
 
     def __init__(self, model, layers: LayerFilter = None, kind: str = "both", steps: StepFilter = None):
         if kind not in ("both", "self", "cross"):
@@ -307,7 +319,7 @@ class _AttentionHook:
         raise NotImplementedError
 
 
-class AttentionRecorder(_AttentionHook):
+class AttentionRecorder(AttentionHook):
     """Record attention probabilities per (step, layer, kind) into `self.cache`.
 
     model: a conceptlab Model, a diffusers pipeline or a UNet.
@@ -331,11 +343,7 @@ class AttentionRecorder(_AttentionHook):
         if half not in (None, "cond"):
             raise ValueError(f"half must be None or 'cond', got {half!r}")
         self.heads, self.half, self.resolution, self.running_mean, self.dtype = heads, half, resolution, running_mean, dtype
-        tokens = None
-        if prompt is not None and hasattr(model, "tokenizer"):
-            ids = model.tokenizer(prompt).input_ids
-            tokens = [t.replace("</w>", "") for t in model.tokenizer.convert_ids_to_tokens(ids)]
-        self.cache = AttentionCache(tokens=tokens)
+        self.cache = AttentionCache(tokens=tokens_of(model, prompt) if prompt is not None else None)
         self.cache.timesteps = self.timesteps
 
     def _listen(self, name, kind, probs):                     # probs: (B, H, Q, K)
@@ -368,18 +376,30 @@ class AttentionRecorder(_AttentionHook):
         return None
 
 
-class AttentionEditor(_AttentionHook):
+class AttentionEditor(AttentionHook):
     """Prompt-to-prompt reweighting (Hertz et al. 2022) on the same mechanism as recording:
     multiply one token's cross-attention by `scale` (or set it to `value`) in the selected layers and steps.
-    The row is not renormalized, as in prompt-to-prompt's reweighting."""
+    The row is not renormalized, as in prompt-to-prompt's reweighting. token: a position, or a word of
+    `prompt`. half="cond" edits only the conditional half of a guided batch [uncond, cond]."""
 
-    def __init__(self, model, token: int, scale: float | None = None, value: float | None = None,
-                 layers: LayerFilter = None, steps: StepFilter = None):
+    def __init__(self, model, token: int | str, scale: float | None = None, value: float | None = None,
+                 layers: LayerFilter = None, steps: StepFilter = None, prompt: str | None = None,
+                 half: str | None = None):
         super().__init__(model, layers, "cross", steps)
+        if half not in (None, "cond"):
+            raise ValueError(f"half must be None (edit the whole batch) or 'cond' (its second half), got {half!r}")
+        self.half = half
         if (scale is None) == (value is None):
             raise ValueError("give exactly one of scale (multiply the token's attention) or value (replace it)")
+        if isinstance(token, str):
+            if prompt is None:
+                raise ValueError(f"to edit the word {token!r}, also pass the prompt (prompt=...) to find its position")
+            words = tokens_of(model, prompt)
+            if token not in words:
+                raise ValueError(f"word {token!r} is not among the prompt's tokens {words}")
+            token = words.index(token)
         if not isinstance(token, int) or token < 0:
-            raise ValueError(f"token must be a position in the tokenized prompt (an int >= 0), got {token!r}")
+            raise ValueError(f"token must be a word of the prompt or its position (an int >= 0), got {token!r}")
         self.token, self.scale, self.value = token, scale, value
 
     def _listen(self, name, kind, probs):
@@ -388,8 +408,9 @@ class AttentionEditor(_AttentionHook):
         if self.token >= probs.shape[-1]:
             raise ValueError(f"token {self.token} is beyond the {probs.shape[-1]} text positions")
         out = probs.clone()
-        col = out[..., self.token]
-        out[..., self.token] = col * self.scale if self.scale is not None else torch.full_like(col, self.value)
+        rows = slice(out.shape[0] // 2, None) if self.half == "cond" else slice(None)
+        col = out[rows, ..., self.token]
+        out[rows, ..., self.token] = col * self.scale if self.scale is not None else torch.full_like(col, self.value)
         return out
 
 

@@ -10,6 +10,7 @@ one UNet forward, `encode` an image to a latent and `decode` back, the scheduler
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,27 @@ from .images import to_pil, to_tensor
 EMBEDDED = Path(__file__).parent / "toy" / "weights"
 EMBEDDED_NAMES = ("toy-shapes",)
 TRAIN_COMMAND = {"toy-shapes": "python -m conceptlab.toy.train shapes", "toy-clip": "python -m conceptlab.toy.train shapes --stage clip"}
+
+
+@contextlib.contextmanager
+def quiet_loading():
+    """Loading without progress bars or advice about optional packages (accelerate, torchvision), so that
+    notebooks show the model, not the loader's chatter. Errors still raise; levels are restored after."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    levels = (dlog.get_verbosity(), tlog.get_verbosity())
+    bars = (dlog.is_progress_bar_enabled(), tlog.is_progress_bar_enabled())
+    dlog.set_verbosity_error(); tlog.set_verbosity_error()
+    dlog.disable_progress_bar(); tlog.disable_progress_bar()
+    try:
+        yield
+    finally:
+        dlog.set_verbosity(levels[0]); tlog.set_verbosity(levels[1])
+        if bars[0]:
+            dlog.enable_progress_bar()
+        if bars[1]:
+            tlog.enable_progress_bar()
 
 
 class ModelNotAvailableError(FileNotFoundError):
@@ -271,11 +293,11 @@ def _check_steps(steps):
 def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Model:
     """Load a model by name: "toy-shapes" (embedded), a diffusers model id, or a local folder.
     Returns the same `Model` face for every backbone."""
-    from diffusers import DiffusionPipeline
+    with quiet_loading():
+        from diffusers import DiffusionPipeline
 
-    path, local = resolve(name, EMBEDDED_NAMES)
-    kw = {"dtype": dtype}
-    pipe = from_pretrained(DiffusionPipeline, path, local, **kw)
+        path, local = resolve(name, EMBEDDED_NAMES)
+        pipe = from_pretrained(DiffusionPipeline, path, local, dtype=dtype)
     if type(pipe.scheduler).__name__ != "DDIMScheduler":
         from diffusers import DDIMScheduler
         pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)

@@ -174,3 +174,35 @@ def test_audioldm2_unet_two_text_streams_on_a_non_square_grid():
     assert gpt.shape == (2, 32, 5) and t5.shape == (2, 32, 7)       # 8x4 grid; 5 and 7 text positions
     assert rec.cache.grids["down_blocks.1.attentions.1.transformer_blocks.0.attn2"] == (8, 4)
     assert rec.cache.token_map(2, layers=r"attentions\.1\.").shape == (8, 4)
+
+
+def test_editor_by_word_on_the_conditional_half_only(tiny):
+    seen = []
+
+    class Probe(hooks.AttentionHook):                    # a listener after the editor sees the edited probabilities
+        def _listen(self, name, kind, probs):
+            seen.append(probs.detach().clone())
+
+    with hooks.AttentionRecorder(tiny, kind="cross", layers=r"^mid_block") as plain:
+        tiny.generate("a red circle", steps=1, guidance=3.0)
+    with hooks.AttentionEditor(tiny, "circle", prompt="a red circle", value=0.0, half="cond", layers=r"^mid_block"):
+        with Probe(tiny, kind="cross", layers=r"^mid_block"):
+            tiny.generate("a red circle", steps=1, guidance=3.0)
+    a = seen[0]                                          # (2, heads, Q, K): [uncond, cond]
+    assert torch.all(a[1, :, :, 3] == 0) and torch.all(a[0, :, :, 3] > 0)
+    assert torch.allclose(a[0].mean(0), plain.cache[(0, "mid_block.attentions.0.transformer_blocks.0.attn2", "cross")][0])
+    with pytest.raises(ValueError, match="not among the prompt's tokens"):
+        hooks.AttentionEditor(tiny, "square", prompt="a red circle", scale=2.0)
+    with pytest.raises(ValueError, match="also pass the prompt"):
+        hooks.AttentionEditor(tiny, "circle", scale=2.0)
+
+
+def test_recorders_take_a_bare_diffusers_pipeline(tiny_pipe):
+    with hooks.AttentionRecorder(tiny_pipe, kind="cross", prompt="a red circle") as rec, \
+            hooks.TrajectoryRecorder(tiny_pipe) as traj:
+        tiny_pipe("a red circle", num_inference_steps=2, guidance_scale=4.0, height=32, width=32, output_type="pt",
+                  callback_on_step_end=traj.callback)
+    assert rec.cache.steps == [0, 1] and rec.cache.token_map("circle").shape == (16, 16)
+    s = traj.steps[0]
+    assert torch.allclose(s.eps, s.branches["uncond"] + 4.0 * (s.branches["cond"] - s.branches["uncond"]))
+    assert traj.decoded(1).shape == (1, 3, 32, 32)

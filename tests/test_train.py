@@ -17,6 +17,25 @@ def test_smoke_training_writes_loadable_pipelines_and_resumes(tmp_path):
 def test_training_captions_cover_the_null_prompt():
     import numpy as np
     rng = np.random.default_rng(0)
-    caps = [train.training_caption(["red circle", "blue square"], "grass", rng) for _ in range(2000)]
+    caps = [train.training_caption(["red circle", "blue square"], "grass", rng)[0] for _ in range(2000)]
     assert 0.07 < caps.count("") / len(caps) < 0.13
     assert caps.count("a red circle and a blue square on grass") > 800
+
+
+def test_word_positions_find_each_named_object_in_caption_order():
+    tokens = ["<|startoftext|>", "a</w>", "red</w>", "circle</w>", "and</w>", "a</w>", "red</w>", "square</w>",
+              "on</w>", "grass</w>", "<|endoftext|>"]
+    assert train.word_positions(tokens, ["red square", "red circle"], [1, 0]) == [(1, 2, 3), (0, 6, 7)]
+
+
+def test_grounding_loss_is_zero_inside_the_mask_and_large_outside():
+    import torch
+    objects = torch.zeros(1, 32, 32, dtype=torch.long)
+    objects[0, :16, :16] = 1                                          # object 1 fills the top-left quarter
+    inside = torch.zeros(1, 16 * 16, 4)
+    inside[0, :, 2] = (objects[0, ::2, ::2] == 1).flatten().float()   # token 2 attends only to the object
+    outside = torch.zeros(1, 16 * 16, 4)
+    outside[0, :, 2] = (objects[0, ::2, ::2] == 0).flatten().float()
+    pairs = [(0, 1, 2)]
+    assert float(train.grounding_loss({"l": inside}, objects, pairs)) < 1e-6
+    assert abs(float(train.grounding_loss({"l": outside}, objects, pairs)) - 1.0) < 1e-6

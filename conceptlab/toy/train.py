@@ -11,6 +11,7 @@ command again resumes where it stopped. The finished pipelines are written to --
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import math
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .. import hooks
 from ..worlds import shapes
 from . import nets, vocab
 
@@ -31,20 +33,24 @@ WEIGHTS = Path(__file__).parent / "weights"
 
 # ------------------------------------------------------------------------------------------ data
 def world_data(n: int, workdir: Path) -> dict:
-    """The first n train scenes as uint8 (n, 3, 32, 32) images plus their object labels and backgrounds."""
-    cache = workdir / f"train_{n}.npz"
+    """The first n train scenes: uint8 images (n, 3, 32, 32), object labels, backgrounds, and object maps
+    uint8 (n, 32, 32) (0: background, k: the k-th object's mask; objects never overlap)."""
+    cache = workdir / f"train_{n}_v2.npz"
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
-        return dict(images=z["images"], labels=[l.split("|") for l in z["labels"]], backgrounds=list(z["backgrounds"]))
-    images, labels, backgrounds = [], [], []
+        return dict(images=z["images"], labels=[l.split("|") for l in z["labels"]], backgrounds=list(z["backgrounds"]),
+                    objects=z["objects"])
+    images, labels, backgrounds, objects = [], [], [], []
     for i in tqdm(range(n), desc="rendering the train split", mininterval=5):
         s = shapes.scene("train", i)
         images.append(s.image.transpose(2, 0, 1))
         labels.append(s.labels)
         backgrounds.append(s.background)
-    out = dict(images=np.stack(images), labels=labels, backgrounds=backgrounds)
+        objects.append(sum(((k + 1) * m).astype(np.uint8) for k, m in enumerate(s.masks)))
+    out = dict(images=np.stack(images), labels=labels, backgrounds=backgrounds, objects=np.stack(objects))
     workdir.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, images=out["images"], labels=np.array(["|".join(l) for l in labels]), backgrounds=np.array(backgrounds))
+    np.savez(cache, images=out["images"], labels=np.array(["|".join(l) for l in labels]), backgrounds=np.array(backgrounds),
+             objects=out["objects"])
     return out
 
 
@@ -57,22 +63,37 @@ def objects_of(labels: list[str]) -> list[shapes.ShapeObject]:
     return [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, 1) for l in labels]
 
 
-def training_caption(labels: list[str], background: str, rng: np.random.Generator) -> str:
+def training_caption(labels: list[str], background: str, rng: np.random.Generator) -> tuple[str, list[int]]:
     """A caption for one scene, varied like real captions are: full (55%), objects only in a random
-    order (15%), a random subset of the objects (12%), the background alone (8%), empty (10%)."""
+    order (15%), a random subset of the objects (12%), the background alone (8%), empty (10%).
+    Returns the caption and the indices of the objects it names, in caption order."""
     u = rng.random()
     objs = objects_of(labels)
     if u < 0.10:
-        return ""
+        return "", []
     if u < 0.65:
-        return shapes.caption_for(objs, background)
-    order = list(rng.permutation(len(objs)))
+        return shapes.caption_for(objs, background), list(range(len(objs)))
+    order = [int(i) for i in rng.permutation(len(objs))]
     if u < 0.80:
-        return shapes.caption_for([objs[i] for i in order], None)
+        return shapes.caption_for([objs[i] for i in order], None), order
     if u < 0.92:
         k = int(rng.integers(1, len(objs) + 1))
-        return shapes.caption_for([objs[i] for i in order[:k]], background if rng.random() < 0.5 else None)
-    return background
+        return shapes.caption_for([objs[i] for i in order[:k]], background if rng.random() < 0.5 else None), order[:k]
+    return background, []
+
+
+def word_positions(tokens: list[str], labels: list[str], named: list[int]) -> list[tuple[int, int, int]]:
+    """(object index, colour token position, shape token position) for each named object, found in
+    caption order in the tokenized caption (one token per word, "<|startoftext|>" at 0)."""
+    words = [t.replace("</w>", "") for t in tokens]
+    out, at = [], 0
+    for k in named:
+        colour, shape = labels[k].split()
+        while not (words[at] == colour and words[at + 1] == shape):
+            at += 1
+        out.append((k, at, at + 1))
+        at += 2
+    return out
 
 
 class Tokens:
@@ -86,6 +107,43 @@ class Tokens:
                 self.cache[c] = self.tok(c, padding="max_length", max_length=self.tok.model_max_length,
                                          truncation=True, return_tensors="pt").input_ids[0]
         return torch.stack([self.cache[c] for c in captions])
+
+    def words(self, caption: str) -> list[str]:
+        return self.tok.convert_ids_to_tokens(self([caption])[0].tolist())
+
+
+# -------------------------------------------------------------------------------------- grounding
+GROUNDED = r"^(down_blocks|up_blocks)\..*attn2$"      # cross-attention at 16x16 and 8x8 (not the 4x4 middle)
+
+
+class CrossAttentionMaps(hooks.AttentionHook):
+    """Keeps each grounded layer's head-mean cross-attention (B, Q, K) of one forward, with gradients."""
+
+    def __init__(self, unet):
+        super().__init__(unet, layers=GROUNDED, kind="cross")
+        self.maps = {}
+
+    def _listen(self, name, kind, probs):
+        self.maps[name] = probs.mean(1)
+        return None
+
+
+def grounding_loss(maps: dict, objects: torch.Tensor, pairs: list[tuple[int, int, int]]) -> torch.Tensor:
+    """TokenCompose's token loss (Wang et al. 2024, eq. 3): for each named object's colour and shape token,
+    (1 - share of its cross-attention inside the object's mask)^2, averaged over tokens and layers.
+    objects: (B, 32, 32) object maps; pairs: (batch index, object number from 1, token position)."""
+    if not pairs:
+        return torch.zeros(())
+    b, k, p = (torch.tensor(x) for x in zip(*pairs))
+    masks = (objects[b] == k.view(-1, 1, 1)).float()[:, None]                         # (n, 1, 32, 32)
+    losses = []
+    for a in maps.values():                                                            # (B, Q, K)
+        side = int(round(a.shape[1] ** 0.5))
+        m = F.interpolate(masks, size=(side, side), mode="area").flatten(1)           # (n, Q)
+        col = a[b, :, p]                                                               # (n, Q)
+        inside = (col * m).sum(1) / col.sum(1).clamp_min(1e-8)
+        losses.append(((1 - inside) ** 2).mean())
+    return torch.stack(losses).mean()
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -173,13 +231,18 @@ def train_unet(data, vae, args, workdir: Path):
         mu, sd = torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
     sf = vae.config.scaling_factor
     alphas = sched.alphas_cumprod
+    objects = torch.from_numpy(data["objects"]).long()
+    grab = CrossAttentionMaps(unet) if args.grounding > 0 else contextlib.nullcontext()
     bar = tqdm(total=args.unet_steps, initial=step, desc="UNet + text encoder", mininterval=2)
     while step < args.unet_steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.unet_steps, args.unet_lr)
         idx = torch.randint(len(mu), (args.batch,), generator=g)
         z0 = (mu[idx] + sd[idx] * torch.randn(mu[idx].shape, generator=g)) * sf
-        caps = [training_caption(data["labels"][i], data["backgrounds"][i], rng) for i in idx.tolist()]
+        caps, named = zip(*[training_caption(data["labels"][i], data["backgrounds"][i], rng) for i in idx.tolist()])
+        caps = list(caps)
+        pairs = [(j, k + 1, pos) for j, (c, ks, i) in enumerate(zip(caps, named, idx.tolist()))
+                 for k, pc, ps in word_positions(tokens.words(c), data["labels"][i], ks) for pos in (pc, ps)]
         noise = torch.randn(z0.shape, generator=g)
         t = torch.randint(0, sched.config.num_train_timesteps, (args.batch,), generator=g)
         a = alphas[t].view(-1, 1, 1, 1)
@@ -187,14 +250,18 @@ def train_unet(data, vae, args, workdir: Path):
         cond = text(tokens(caps)).last_hidden_state
         # Min-SNR-5 weighting (Hang et al. 2023) speeds convergence: w = min(SNR, 5) / SNR for epsilon.
         snr = a.flatten() / (1 - a.flatten())
-        per = F.mse_loss(unet(zt, t, cond).sample, noise, reduction="none").mean((1, 2, 3))
+        with grab:
+            pred = unet(zt, t, cond).sample
+        per = F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3))
         loss = (per * snr.clamp(max=5.0) / snr).mean()
+        g_loss = grounding_loss(grab.maps, objects[idx], pairs) if args.grounding > 0 else torch.zeros(())
+        loss = loss + args.grounding * g_loss
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
         step += 1
         decay = min(args.ema, (1 + step) / (10 + step))
         ema_update(ema_unet, unet, decay); ema_update(ema_text, text, decay)
-        bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}", ground=f"{g_loss.item():.3f}")
         if step % 250 == 0 or step == args.unet_steps:
             save_ckpt(ck_path, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(),
                       ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
@@ -294,6 +361,9 @@ def main(argv=None):
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--clip-lr", type=float, default=1e-3)
     p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--grounding", type=float, default=0.1,
+                   help="weight of the TokenCompose token loss that ties each object word's cross-attention to "
+                        "its mask (0: plain denoising)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=Path(".toy_runs/shapes"))
     p.add_argument("--out", type=Path, default=WEIGHTS)
