@@ -6,6 +6,7 @@
 """
 from .clip import Clip, load_clip
 from .models import Condition, Model, ModelNotAvailableError, load
+from .scaling import scale_concept
 
-__all__ = ["load", "load_clip", "Model", "Clip", "Condition", "ModelNotAvailableError"]
+__all__ = ["load", "load_clip", "scale_concept", "Model", "Clip", "Condition", "ModelNotAvailableError"]
 __version__ = "0.1.0"

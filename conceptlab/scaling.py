@@ -1,0 +1,112 @@
+"""ScalingConcept (Huang et al. 2024): invert an input with a concept prompt c, then sample back while
+scaling the difference between the concept branch and the null branch.
+
+    edited = conceptlab.scale_concept(model, image, "red circle", omega=5)    # enhance
+    removed = conceptlab.scale_concept(model, image, "red circle", omega=0)   # remove
+
+Per sampling step i = 0..N-1 (noisiest first), with eps_null = eps(z_i, forward prompt, "" by default):
+    w_i     = omega (1 - i/(N-1))^gamma                 the paper's beta(t) = (t/T)^gamma, t counting down
+    eps_hat = eps_null + w_i (eps_c - eps_null)         eq. 5, eps_c = eps(z_i, c)
+and, while i < t_exit, the noise regularization with the inversion's memory bank (eqs. 6-7):
+    z_ref   = (z_i + bank[N - i]) / 2,  eps_bar = eps(z_ref, c)
+    eps_hat = eps_null + w_i (eps_c - eps_null) + w_i (eps_bar - eps_c) = eps_null + w_i (eps_bar - eps_null)
+so eps_c is not computed during those steps. Each step's two evaluations go in one batched UNet forward,
+and several omegas share one inversion, batched together (`sweep`). Every step reports to a
+hooks.TrajectoryRecorder as stage "scaled" with branches "null", and "concept" or "regularized".
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import hooks
+from .inversion import Inversion, alpha_pairs, check_inversion, ddim_step, invert
+from .models import Condition, Model, _check_steps
+
+
+def weights(omega: float, gamma: float, steps: int, clamp: bool = True) -> torch.Tensor:
+    """w_i = omega (1 - i/(N-1))^gamma for i = 0..N-1: (N,). gamma = 0 is constant (0^0 = 1).
+    clamp=True clips at 0 as the authors' code does (any omega < 0 then acts as omega = 0)."""
+    check_scale(omega, gamma)
+    _check_steps(steps)
+    frac = 1 - torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
+    w = omega * frac.pow(gamma)                         # torch: 0 ** 0 = 1
+    return (w.clamp(min=0) if clamp else w).float()
+
+
+def check_scale(omega: float, gamma: float, t_exit: int | None = None, steps: int | None = None):
+    """Door checks of the scaling parameters, with what to do."""
+    if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not math.isfinite(omega):
+        raise ValueError(f"omega must be a finite number (0 removes the concept, 1 reconstructs, 5 enhances), got {omega!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
+        raise ValueError(f"gamma must be a number >= 0 (0: constant weight, 3: the paper's default), got {gamma!r}")
+    if t_exit is not None:
+        if isinstance(t_exit, bool) or not isinstance(t_exit, int) or not 0 <= t_exit <= (steps or t_exit):
+            raise ValueError(f"t_exit counts sampling steps with noise regularization: an integer from 0 to "
+                             f"{steps} (the paper's default is 15 of 50), got {t_exit!r}")
+
+
+@torch.no_grad()
+def scaled_sample(model: Model, inv: Inversion, concept: str, omegas: list[float], gamma: float = 3.0,
+                  t_exit: int = 15, forward_prompt: str = "", clamp: bool = True, regularize: bool = True) -> torch.Tensor:
+    """Sample from the inversion's z_T once per omega, all omegas batched. Returns clean latents (K, C, h, w).
+    regularize=False turns the memory-bank regularization off (t_exit is then ignored)."""
+    if not isinstance(omegas, (list, tuple)) or not omegas:
+        raise ValueError(f"omegas must be a non-empty list of numbers, got {omegas!r}")
+    model.check_prompt(concept)
+    model.check_prompt(forward_prompt, allow_empty=True)
+    steps = inv.steps
+    check_inversion(model, inv, steps)
+    for omega in omegas:
+        check_scale(omega, gamma, t_exit if regularize else None, steps)
+    k = len(omegas)
+    w = torch.stack([weights(o, gamma, steps, clamp) for o in omegas]).to(model.device)       # (K, N)
+    c = model.encode_text(concept).repeat(k)
+    null = (model.null() if forward_prompt == "" else model.encode_text(forward_prompt)).repeat(k)
+    both = Condition.cat([null, c])                                  # batch [null x K, concept x K]
+    timesteps = inv.timesteps
+    z = inv.z_T.to(model.device).repeat(k, 1, 1, 1)
+    exit_at = t_exit if regularize else 0
+    with hooks.own_loop():
+        for i, ((abar_t, abar_s), t) in enumerate(zip(alpha_pairs(model, timesteps), timesteps)):
+            wi = w[:, i].view(k, 1, 1, 1).to(z.dtype)
+            if i < exit_at:                                          # eqs. 6-7: eps_c is not needed
+                z_ref = (z + inv.at_step(i).to(z)) / 2
+                e_null, e_bar = model.eps(torch.cat([z, z_ref]), t, both).chunk(2)
+                eps = e_null + wi * (e_bar - e_null)
+                branches = {"null": e_null, "regularized": e_bar}
+            else:                                                    # eq. 5
+                e_null, e_c = model.eps(torch.cat([z, z]), t, both).chunk(2)
+                eps = e_null + wi * (e_c - e_null)
+                branches = {"null": e_null, "concept": e_c}
+            hooks.report(i, t, z, eps, branches, stage="scaled")
+            z = ddim_step(z, eps, abar_t, abar_s)
+    return z
+
+
+def _inversion_of(model: Model, x_or_inversion, concept: str, steps: int, method: str) -> Inversion:
+    if isinstance(x_or_inversion, Inversion):
+        check_inversion(model, x_or_inversion, steps)
+        return x_or_inversion
+    return invert(model, x_or_inversion, concept, steps=steps, method=method)
+
+
+def scale_concept(model: Model, x_or_inversion, concept: str, omega: float = 5.0, gamma: float = 3.0,
+                  t_exit: int = 15, steps: int = 50, forward_prompt: str = "", clamp: bool = True,
+                  regularize: bool = True, method: str = "ddim") -> torch.Tensor:
+    """Scale `concept` in an input (PIL, uint8 array, tensor in [-1, 1]) or in an existing Inversion.
+    The input is inverted with the concept prompt itself (unguided), as in the paper. omega > 1 enhances,
+    0 <= omega < 1 removes, omega = 1 with gamma = 0 (and no regularization) reconstructs.
+    Returns the edited image tensor (1, 3, H, W) in [-1, 1]."""
+    check_scale(omega, gamma, t_exit if regularize else None, steps)
+    inv = _inversion_of(model, x_or_inversion, concept, steps, method)
+    return model.decode(scaled_sample(model, inv, concept, [omega], gamma, t_exit, forward_prompt, clamp, regularize))
+
+
+def sweep(model: Model, x_or_inversion, concept: str, omegas: list[float], gamma: float = 3.0, t_exit: int = 15,
+          steps: int = 50, forward_prompt: str = "", clamp: bool = True, regularize: bool = True,
+          method: str = "ddim") -> torch.Tensor:
+    """One inversion, every omega sampled in one batch: images (K, 3, H, W) in [-1, 1], in the order given."""
+    inv = _inversion_of(model, x_or_inversion, concept, steps, method)
+    return model.decode(scaled_sample(model, inv, concept, list(omegas), gamma, t_exit, forward_prompt, clamp, regularize))

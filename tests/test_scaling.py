@@ -1,0 +1,106 @@
+"""ScalingConcept's sampler: the schedule, the special cases that must reduce to known samplers, batching,
+the regularization's branches, and the door checks."""
+import pytest
+import torch
+
+from conceptlab import hooks, inversion, scaling
+from conceptlab.worlds import shapes
+
+
+@pytest.fixture(scope="module")
+def scene():
+    return shapes.scene("heldout", 1)
+
+
+@pytest.fixture(scope="module")
+def inv(tiny, scene):
+    return inversion.invert(tiny, scene.image, "a red circle", steps=6)
+
+
+def test_weights_follow_the_schedule():
+    assert torch.allclose(scaling.weights(5, 0, 4), torch.full((4,), 5.0))            # gamma 0: constant
+    assert torch.allclose(scaling.weights(5, 1, 5), torch.tensor([5.0, 3.75, 2.5, 1.25, 0.0]))
+    assert torch.allclose(scaling.weights(2, 3, 3), torch.tensor([2.0, 0.25, 0.0]))   # 2 * (1/2)^3
+    assert torch.all(scaling.weights(-2, 3, 5) == 0)                                   # clamped like the authors' code
+    assert scaling.weights(-2, 0, 3, clamp=False).tolist() == [-2.0, -2.0, -2.0]
+    assert scaling.weights(3, 3, 1).tolist() == [3.0]
+
+
+def test_omega_one_gamma_zero_without_regularization_is_the_reconstruction(tiny, inv):
+    z = scaling.scaled_sample(tiny, inv, "a red circle", [1.0], gamma=0, regularize=False)
+    rec = inversion.sample(tiny, inv.z_T, tiny.encode_text("a red circle"), inv.steps)
+    assert torch.allclose(z, rec, atol=1e-4)            # equal up to float error of a batched forward
+
+
+def test_t_exit_zero_is_no_regularization(tiny, inv):
+    a = scaling.scaled_sample(tiny, inv, "a red circle", [3.0], t_exit=0)
+    b = scaling.scaled_sample(tiny, inv, "a red circle", [3.0], regularize=False)
+    assert torch.equal(a, b)
+
+
+def test_sweep_batches_omegas_like_separate_edits(tiny, inv):
+    many = scaling.sweep(tiny, inv, "a red circle", [0.0, 2.0, 5.0], t_exit=2, steps=6)
+    one = scaling.scale_concept(tiny, inv, "a red circle", omega=2.0, t_exit=2, steps=6)
+    assert many.shape == (3, 3, 32, 32)
+    assert torch.allclose(many[1:2], one, atol=1e-4)
+    assert not torch.allclose(many[0], many[2], atol=1e-3)
+
+
+def test_one_batched_unet_call_per_step_and_named_branches(tiny, scene):
+    calls = []
+    handle = tiny.unet.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
+    try:
+        with hooks.TrajectoryRecorder(tiny) as traj:
+            scaling.scale_concept(tiny, scene.image, "a red circle", omega=3, t_exit=2, steps=5)
+    finally:
+        handle.remove()
+    assert calls == [1] * 5 + [2] * 5                      # 5 inversion steps, then 5 steps of one batch of 2
+    scaled = traj.stage("scaled")
+    assert [set(s.branches) for s in scaled] == [{"null", "regularized"}] * 2 + [{"null", "concept"}] * 3
+    assert len(traj.stage("invert")) == 5
+
+
+def test_regularization_uses_the_memory_bank(tiny, inv):
+    """At step 0, z_ref = (z_T + bank[N]) / 2 = z_T: the regularized branch equals the concept branch."""
+    with hooks.TrajectoryRecorder(tiny) as reg:
+        scaling.scaled_sample(tiny, inv, "a red circle", [3.0], t_exit=3)
+    with hooks.TrajectoryRecorder(tiny) as plain:
+        scaling.scaled_sample(tiny, inv, "a red circle", [3.0], regularize=False)
+    assert torch.allclose(reg.steps[0].branches["regularized"], plain.steps[0].branches["concept"], atol=1e-5)
+    assert not torch.allclose(reg.steps[2].branches["regularized"], plain.steps[2].branches["concept"], atol=1e-4)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(omega=float("nan")), "omega must be a finite number"),
+    (dict(omega="5"), "omega must be a finite number"),
+    (dict(gamma=-1), "gamma must be a number >= 0"),
+    (dict(t_exit=60), "t_exit counts sampling steps"),
+    (dict(t_exit=2.5), "t_exit counts sampling steps"),
+])
+def test_bad_parameters_are_named(tiny, inv, kw, match):
+    with pytest.raises(ValueError, match=match):
+        scaling.scale_concept(tiny, inv, "a red circle", steps=6, **{"t_exit": 2, **kw})
+
+
+def test_inversion_reuse_and_prompt_checks(tiny, inv, scene):
+    with pytest.raises(ValueError, match="has 6 steps but 50 were asked"):
+        scaling.scale_concept(tiny, inv, "a red circle")
+    with pytest.raises(ValueError, match="prompt is empty"):
+        scaling.scale_concept(tiny, inv, "", steps=6, t_exit=2)
+    with pytest.raises(ValueError, match="omegas must be a non-empty list"):
+        scaling.sweep(tiny, inv, "a red circle", [], steps=6)
+    image = scene.image.copy()
+    scaling.scale_concept(tiny, image, "a red circle", steps=2, t_exit=1)
+    assert (image == scene.image).all()                   # the input is never modified
+
+
+def test_sdxl_null_is_the_encoders_empty_prompt_not_zeros():
+    from conceptlab.models import Model
+    from conceptlab.toy import tiny as tiny_pipes
+
+    model = Model(tiny_pipes.sdxl(), "tiny-sdxl")
+    null = model.null()
+    assert null.hidden.abs().sum() > 0 and null.pooled.abs().sum() > 0
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    out = scaling.sweep(model, x, "a red circle", [0.0, 3.0], steps=3, t_exit=1)
+    assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
