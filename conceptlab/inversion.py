@@ -19,7 +19,8 @@ import torch
 from . import hooks
 from .models import Condition, Model, _check_steps, predict_x0
 
-METHODS = ("ddim",)
+METHODS = ("ddim", "renoise")
+RENOISE_AVERAGE_BELOW = 250          # ReNoise averages its estimates only at low timesteps (METHODS.md)
 
 
 @dataclass
@@ -44,6 +45,16 @@ class Inversion:
         """The bank latent at the timestep of sampling step i: bank[N - i], (1, C, h, w)."""
         return self.latents[self.steps - i: self.steps - i + 1]
 
+    def save(self, path) -> None:
+        """Write to one file (torch.save of plain tensors and strings), to reuse an expensive inversion."""
+        torch.save(dict(latents=self.latents.cpu(), timesteps=self.timesteps.cpu(), prompt=self.prompt,
+                        method=self.method, model_name=self.model_name), path)
+
+    @classmethod
+    def load(cls, path) -> "Inversion":
+        d = torch.load(path, weights_only=True)
+        return cls(d["latents"], d["timesteps"], d["prompt"], d["method"], d["model_name"])
+
 
 def alpha_pairs(model: Model, timesteps: torch.Tensor) -> list[tuple[float, float]]:
     """For each sampling step i, (abar at t_i, abar at the next cleaner timestep); the cleanest step goes to
@@ -61,11 +72,19 @@ def ddim_step(z: torch.Tensor, eps: torch.Tensor, abar_from: float, abar_to: flo
 
 
 @torch.no_grad()
-def invert(model: Model, image, prompt: str, steps: int = 50, method: str = "ddim") -> Inversion:
+def invert(model: Model, image, prompt: str, steps: int = 50, method: str = "ddim", renoise_steps: int = 1) -> Inversion:
     """Invert an image (PIL, uint8 array, or tensor in [-1, 1], one image) with `prompt`, unguided,
-    over the same N timesteps as sampling. Returns the Inversion with its latent bank."""
+    over the same N timesteps as sampling. Returns the Inversion with its latent bank.
+
+    method="ddim": eps is evaluated at the current, cleaner latent (ScalingConcept eq. 3).
+    method="renoise" (Garibi et al. 2024): after the DDIM estimate of the noisier latent, evaluate eps
+    again *at that estimate* `renoise_steps` times, each time redoing the step from the cleaner latent;
+    below timestep 250 the step uses the mean of all the estimates, above it the last one. (ReNoise's own
+    inversion-time noise regularization, patch-KL and auto-correlation, is not implemented here.)"""
     if method not in METHODS:
         raise ValueError(f"unknown inversion method {method!r}; available: {METHODS}")
+    if isinstance(renoise_steps, bool) or not isinstance(renoise_steps, int) or renoise_steps < 0:
+        raise ValueError(f"renoise_steps must be an integer >= 0 (ReNoise's default is 1), got {renoise_steps!r}")
     model.check_prompt(prompt, allow_empty=True)
     _check_steps(steps)
     z = model.encode(image)
@@ -78,7 +97,15 @@ def invert(model: Model, image, prompt: str, steps: int = 50, method: str = "ddi
         for k, ((abar_t, abar_s), t) in enumerate(zip(reversed(alpha_pairs(model, timesteps)), timesteps.flip(0))):
             eps = model.eps(z, t, cond)
             hooks.report(k, t, z, eps, {"cond": eps}, stage="invert")
-            z = ddim_step(z, eps, abar_s, abar_t)          # s -> t, noisier
+            z_next = ddim_step(z, eps, abar_s, abar_t)     # s -> t, noisier
+            if method == "renoise":
+                estimates = [eps]
+                for _ in range(renoise_steps):             # re-evaluate the noise at the current estimate of z_t
+                    estimates.append(model.eps(z_next, t, cond))
+                    z_next = ddim_step(z, estimates[-1], abar_s, abar_t)
+                if int(t) < RENOISE_AVERAGE_BELOW:
+                    z_next = ddim_step(z, torch.stack(estimates).mean(0), abar_s, abar_t)
+            z = z_next
             bank.append(z)
     return Inversion(torch.cat(bank), timesteps, prompt, method, model.name)
 
