@@ -59,3 +59,17 @@ def test_oracle_reads_larger_images_at_world_size():
     big = s.pil().resize((256, 256), Image.NEAREST)
     for lab in shapes.LABELS:
         assert oracle.is_present(big, lab) == oracle.is_present(s.image, lab)
+
+
+def test_clean_erase_sees_what_replaced_the_object():
+    import numpy as np
+    import pytest
+
+    from conceptlab.worlds import oracle, shapes
+
+    s = next(s for s in shapes.scenes("heldout", 50) if len(s.labels) == 2)
+    gone = shapes.render(s.background, s.objects[1:])[0]              # the first object painted out
+    assert oracle.clean_erase(gone, s.masks[0])
+    assert not oracle.clean_erase(s.image, s.masks[0])                # still there
+    with pytest.raises(ValueError, match="mask is empty"):
+        oracle.clean_erase(s.image, np.zeros((32, 32), bool))

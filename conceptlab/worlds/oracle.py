@@ -120,6 +120,22 @@ def detect(image) -> dict[str, float]:
     return {lab: presence(image, lab) for lab in LABELS}
 
 
+def clean_erase(image, mask, min_overlap: float = 0.25) -> bool:
+    """After removing an object: True when no object-coloured blob of any colour covers at least
+    `min_overlap` of the old object's mask (bool (32, 32)): the place went back to background rather
+    than holding some new object."""
+    m = np.asarray(mask).astype(bool)
+    if m.shape != (SIZE, SIZE):
+        raise ValueError(f"the mask must be the world's ({SIZE}, {SIZE}) ground-truth mask, got shape {m.shape}")
+    if not m.any():
+        raise ValueError("the mask is empty: pass the removed object's ground-truth mask")
+    for colour in COLOURS:
+        for b in blobs(image, colour):
+            if (b["mask"] & m).sum() >= min_overlap * m.sum():
+                return False
+    return True
+
+
 def _check_label(label: str) -> str:
     if not isinstance(label, str):
         raise TypeError(f"label must be a string like 'red circle', got {type(label).__name__}")
