@@ -32,3 +32,51 @@ def word_attention_in_masks(model, scene, steps: int = 50) -> dict[str, float]:
         for word in label.split():
             out[f"{label}/{word}"] = share_inside(rec.cache.token_map(word, layers=layers), mask)
     return out
+
+
+@torch.no_grad()
+def step_accuracy(clip, model, steps: list, candidates: list[str], target: int, image: int = 0) -> torch.Tensor:
+    """ScalingConcept Fig. 2b: decode each recorded step's predicted x0 (image `image` of its batch) and
+    zero-shot classify it among `candidates`; 1.0 where `candidates[target]` wins, else 0.0: (n_steps,).
+    Average over inputs to get the accuracy curve."""
+    if not steps:
+        raise ValueError("no steps given: record them with hooks.TrajectoryRecorder")
+    x = model.decode(torch.cat([s.x0[image:image + 1] for s in steps]))
+    return (clip.zero_shot(x, candidates).argmax(-1) == target).float()
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB per image of two batches (B, 3, H, W) in [-1, 1] (peak-to-peak 2): (B,)."""
+    return 10 * torch.log10(4 / ((a - b) ** 2).mean((1, 2, 3)))
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """SSIM per image (Wang et al. 2004, scikit-image's implementation, 7x7 window): (B,)."""
+    from skimage.metrics import structural_similarity
+
+    a, b = (x.detach().float().cpu().permute(0, 2, 3, 1).numpy() for x in (a, b))
+    return torch.tensor([structural_similarity(x, y, channel_axis=-1, data_range=2.0) for x, y in zip(a, b)])
+
+
+def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
+    """FID's formula on any features (N, D): |mu1 - mu2|^2 + tr(S1 + S2 - 2 (S1 S2)^(1/2)) (Heusel et al. 2017).
+    conceptlab computes it in toy-clip's image-feature space (not Inception's) on the toy world."""
+    import numpy as np
+    from scipy import linalg
+
+    a, b = (f.double().cpu().numpy() for f in (f1, f2))
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("the Frechet distance needs at least two feature vectors on each side")
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2).real
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
+
+
+def edit_quality(clip, edited: torch.Tensor, inputs: torch.Tensor, prompts: list[str], reference: torch.Tensor) -> dict:
+    """The paper's table columns, toy edition: FID of the edited set against reference image features
+    (in the CLIP's feature space), mean CLIP score of each edit with its concept prompt, and fidelity to
+    the input (mean PSNR, SSIM). edited, inputs: (B, 3, H, W) in [-1, 1]; reference: (M, D) features."""
+    return dict(fid=frechet_distance(clip.image_features(edited), reference),
+                clip=float(clip.score(edited, prompts).mean()),
+                psnr=float(psnr(edited, inputs).mean()), ssim=float(ssim(edited, inputs).mean()))

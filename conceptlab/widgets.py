@@ -80,3 +80,30 @@ def attention_explorer(cache, image=None, static: bool | None = None):
     out = W.interactive_output(draw, {"step": step, "layer": layer, "token": token})
     display(W.VBox([W.HBox([step, layer, token]), out]))
     return None
+
+
+def scaling_explorer(model, inversion, concept: str, omegas=(0.0, 1.0, 3.0, 5.0), static: bool | None = None, **kw):
+    """Sliders for omega, gamma and t_exit over one inversion (each change samples again: ~1 s on
+    toy-shapes). Static fallback: the images for `omegas` at the default gamma and t_exit."""
+    from . import scaling
+
+    if static or (static is None and not interactive()):
+        images = scaling.sweep(model, inversion, concept, list(omegas), steps=inversion.steps, **kw)
+        return viz.show_images(list(images), [f"omega {o:g}" for o in omegas], size=1.8,
+                               suptitle=f'scaling "{concept}" (gamma 3, t_exit 15)')
+    import ipywidgets as W
+    from IPython.display import display
+
+    omega = W.FloatSlider(value=3.0, min=-3.0, max=8.0, step=0.5, description="omega")
+    gamma = W.FloatSlider(value=3.0, min=0.0, max=5.0, step=0.5, description="gamma")
+    t_exit = W.IntSlider(value=min(15, inversion.steps), min=0, max=inversion.steps, description="t_exit")
+    clamp = W.Checkbox(value=True, description="clamp w >= 0")
+
+    def draw(omega, gamma, t_exit, clamp):
+        im = scaling.scale_concept(model, inversion, concept, omega=omega, gamma=gamma, t_exit=t_exit,
+                                   steps=inversion.steps, clamp=clamp, **kw)
+        plt.show(viz.show_images([im[0]], [f"omega {omega:g}, gamma {gamma:g}, t_exit {t_exit}"], size=2.5))
+
+    out = W.interactive_output(draw, {"omega": omega, "gamma": gamma, "t_exit": t_exit, "clamp": clamp})
+    display(W.VBox([W.HBox([omega, gamma]), W.HBox([t_exit, clamp]), out]))
+    return None
