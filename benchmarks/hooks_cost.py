@@ -29,7 +29,7 @@ from conceptlab.worlds import shapes
 OUT = Path(__file__).parent / "results"
 
 
-def overhead(model, prompt: str, repeats: int = 5, steps: int = 50) -> dict:
+def overhead(model, prompt: str, repeats: int = 7, steps: int = 50) -> dict:
     """Median seconds of a plain and a recorded generation, interleaved so drift hits both alike."""
     plain, recorded = [], []
     model.generate(prompt, steps=2)                                   # warm-up
@@ -80,6 +80,7 @@ def main():
     torch.manual_seed(0)
     toy = conceptlab.load("toy-shapes")
     sd21 = Model(tiny.sd2(sample_size=32), "tiny-sd2.1-shaped")
+    sd21.pipe.set_progress_bar_config(disable=True)
     prompt = "a red circle and a blue square on grass"
     results = {"threads": torch.get_num_threads()}
     results["overhead"] = {"toy-shapes": overhead(toy, prompt), "tiny SD-2.1-shaped": overhead(sd21, prompt, repeats=3)}

@@ -198,9 +198,9 @@ def resize_queries(a: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]
 
 # --------------------------------------------------------------------------------------- processor
 class RecordingProcessor:
-    """Computes attention like diffusers' classic AttnProcessor, with the probabilities in hand:
-    probs = softmax(Q K^T * scale) (Vaswani et al. eq. 1), passed to every listener, which may record
-    them or return edited ones, before out = probs V."""
+    """Computes attention like diffusers' AttnProcessor2_0, but with the probabilities in hand:
+    probs = softmax(Q K^T * scale) (Vaswani et al. eq. 1), shape (B, heads, Q, K), passed to every
+    listener, which may record them or return edited ones, before out = probs V."""
 
     def __init__(self, name: str, kind: str, original, listeners: list):
         self.name, self.kind, self.original, self.listeners = name, kind, original, listeners
@@ -223,15 +223,23 @@ class RecordingProcessor:
         elif attn.norm_cross:
             encoder_hidden_states = attn.norm_encoder_hidden_states(encoder_hidden_states)
         key, value = attn.to_k(encoder_hidden_states), attn.to_v(encoder_hidden_states)
-        query, key, value = (attn.head_to_batch_dim(t) for t in (query, key, value))   # (B*heads, n, d)
+        heads = attn.heads
+        # (B, n, heads*d) -> (B, heads, n, d) as views: no copies, like AttnProcessor2_0
+        query, key, value = (t.view(batch, -1, heads, t.shape[-1] // heads).transpose(1, 2) for t in (query, key, value))
         if attn.norm_q is not None:                   # per-head q/k norms, as AttnProcessor2_0 applies them
             query, key = attn.norm_q(query), attn.norm_k(key)
-        probs = attn.get_attention_scores(query, key, attention_mask)          # (B*heads, Q, K)
+        dtype = query.dtype
+        if attn.upcast_attention:
+            query, key = query.float(), key.float()
+        scores = torch.matmul(query, key.transpose(-1, -2)) * attn.scale                 # (B, heads, Q, K)
+        if attention_mask is not None:                # additive mask, (B*heads, 1 or Q, K)
+            scores = scores + attention_mask.view(batch, heads, -1, attention_mask.shape[-1])
+        probs = (scores.float() if attn.upcast_softmax else scores).softmax(-1).to(dtype)
         for listener in self.listeners:
-            edited = listener(self.name, self.kind, probs.view(batch, attn.heads, *probs.shape[1:]))
+            edited = listener(self.name, self.kind, probs)
             if edited is not None:
-                probs = edited.reshape(probs.shape).to(probs.dtype)
-        hidden_states = attn.batch_to_head_dim(torch.bmm(probs, value))
+                probs = edited.reshape(probs.shape).to(dtype)
+        hidden_states = torch.matmul(probs, value).transpose(1, 2).reshape(batch, -1, heads * value.shape[-1])
         hidden_states = attn.to_out[1](attn.to_out[0](hidden_states))
         if ndim == 4:
             hidden_states = hidden_states.transpose(-1, -2).reshape(b, c, h, w)
@@ -365,14 +373,16 @@ class AttentionRecorder(AttentionHook):
             grid = size
         self.cache.grids[name] = grid
         a = a.to(self.dtype)
+        if a.untyped_storage().data_ptr() == probs.untyped_storage().data_ptr():
+            a = a.clone()                             # a view of probs: keep a copy, not the whole batch
         if self.running_mean:                         # mean_n = mean_{n-1} + (a - mean_{n-1}) / n
             key = ("mean", name, kind)
             n = self.cache.counts[key]
             prev = self.cache.entries.get(key)
-            self.cache.entries[key] = a.clone() if prev is None else prev + (a - prev) / (n + 1)
+            self.cache.entries[key] = a if prev is None else prev + (a - prev) / (n + 1)
             self.cache.counts[key] = n + 1
         else:
-            self.cache.entries[(self.step, name, kind)] = a.clone()
+            self.cache.entries[(self.step, name, kind)] = a
         return None
 
 

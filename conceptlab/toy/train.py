@@ -223,7 +223,8 @@ def train_unet(data, vae, args, workdir: Path):
     # Continuing a finished run to more steps restarts the cosine schedule part-way (a warm restart), so
     # every (command, from step, to step) is kept and exported: the weights' exact recipe.
     if step < args.unet_steps:
-        history = history + [dict(command=args.command, from_step=step, to_step=args.unet_steps)]
+        history = history + [dict(command=args.command, from_step=step, to_step=args.unet_steps, seconds=None)]
+    t_start = time.time()
     # Encode the whole train split once: the posterior's mean and std per image.
     with torch.no_grad():
         x_all = to_float(data["images"])
@@ -262,6 +263,8 @@ def train_unet(data, vae, args, workdir: Path):
         decay = min(args.ema, (1 + step) / (10 + step))
         ema_update(ema_unet, unet, decay); ema_update(ema_text, text, decay)
         bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}", ground=f"{g_loss.item():.3f}")
+        if step == args.unet_steps:                  # wall time of this run's steps (a resumed run: since resuming)
+            history[-1]["seconds"] = round(time.time() - t_start)
         if step % 250 == 0 or step == args.unet_steps:
             save_ckpt(ck_path, unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(),
                       ema_unet=ema_unet.state_dict(), ema_text=ema_text.state_dict(),
@@ -388,6 +391,7 @@ def main(argv=None):
         else:
             vae = train_vae(data, args, args.workdir)
             vae.save_pretrained(vae_path)
+            meta["vae_seconds"] = round(time.time() - t0)
             print(f"VAE done at {time.time() - t0:.0f} s")
         if args.stage in ("all", "unet"):
             unet, text, tok, history = train_unet(data, vae, args, args.workdir)
