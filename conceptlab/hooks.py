@@ -464,6 +464,8 @@ class TrajectoryRecorder:
     """Record per step the timestep, the latent, the predicted x_0 and every branch's noise prediction.
 
     model: a conceptlab Model or a diffusers pipeline (its scheduler gives alpha-bar).
+    stages: record only these stages (None: all). guidance: the guidance scale of `pipe(...)` calls, for
+    pipelines that do not expose it (AudioLDM 2); SD and SDXL pipelines report their own.
     With `model.generate(...)` or `pipe(...)`, a UNet forward hook sees each call. Under classifier-free
     guidance diffusers batches [uncond, cond]: recorded as branches "uncond" and "cond", and `eps` is
     their mix with the pipeline's own guidance scale. `callback`, passed as `callback_on_step_end`,
@@ -472,8 +474,8 @@ class TrajectoryRecorder:
     `decoded(k)` decodes step k's predicted x_0 on demand: (B, 3, H, W) in [-1, 1].
     """
 
-    def __init__(self, model, stages: list[str] | None = None):
-        self.model, self.unet = model, unet_of(model)
+    def __init__(self, model, stages: list[str] | None = None, guidance: float | None = None):
+        self.model, self.unet, self.guidance = model, unet_of(model), guidance
         self.pipe = getattr(model, "pipe", model)
         if not hasattr(self.pipe, "scheduler"):
             raise TypeError("TrajectoryRecorder needs a conceptlab Model or a diffusers pipeline (for its scheduler)")
@@ -498,9 +500,11 @@ class TrajectoryRecorder:
         z = kwargs.get("sample", args[0] if args else None)
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         eps = (output.sample if hasattr(output, "sample") else output[0]).detach()
-        guided = bool(getattr(self.pipe, "do_classifier_free_guidance", False))
-        if guided and eps.shape[0] % 2 == 0:
-            w = float(self.pipe.guidance_scale)
+        # the pipeline's own guidance (SD, SDXL expose it while they run); pipelines that keep it in a local
+        # variable (AudioLDM 2) need `guidance=` given to the recorder
+        w = self.guidance if self.guidance is not None else (
+            float(self.pipe.guidance_scale) if getattr(self.pipe, "do_classifier_free_guidance", False) else 1.0)
+        if w > 1 and eps.shape[0] % 2 == 0:
             e_u, e_c = eps.chunk(2)
             branches, z, mixed = {"uncond": e_u, "cond": e_c}, z.detach().chunk(2)[1], e_u + w * (e_c - e_u)
         else:

@@ -206,3 +206,27 @@ def test_recorders_take_a_bare_diffusers_pipeline(tiny_pipe):
     s = traj.steps[0]
     assert torch.allclose(s.eps, s.branches["uncond"] + 4.0 * (s.branches["cond"] - s.branches["uncond"]))
     assert traj.decoded(1).shape == (1, 3, 32, 32)
+
+
+def test_audioldm2_pipeline_attention_and_trajectory():
+    """The real AudioLDM2Pipeline (tiny, random, built in code with word-level tokenizers over the toy
+    vocabulary): recording through pipe(...), two text streams, a time x frequency latent grid."""
+    from conceptlab.toy import tiny as tiny_pipes
+
+    pipe = tiny_pipes.audioldm2()
+    pipe.set_progress_bar_config(disable=True)
+    before = dict(pipe.unet.attn_processors)
+    run = dict(num_inference_steps=2, audio_length_in_s=0.16, guidance_scale=3.0)
+    plain = pipe("a red circle", generator=torch.Generator().manual_seed(0), **run).audios
+    with hooks.AttentionRecorder(pipe, kind="cross") as rec, hooks.TrajectoryRecorder(pipe, guidance=3.0) as traj:
+        out = pipe("a red circle", generator=torch.Generator().manual_seed(0), **run).audios
+    assert torch.allclose(torch.as_tensor(plain), torch.as_tensor(out), atol=1e-4)
+    assert all(before[k] is v for k, v in pipe.unet.attn_processors.items())
+    gpt_layer, t5_layer = ("down_blocks.1.attentions.1.transformer_blocks.0.attn2",
+                           "down_blocks.1.attentions.2.transformer_blocks.0.attn2")
+    assert rec.cache[(0, gpt_layer, "cross")].shape[-1] == 8          # GPT-2's 8 generated vectors
+    h, w = rec.cache.grids[t5_layer]
+    assert h != w and rec.cache[(0, t5_layer, "cross")].shape[1] == h * w
+    assert len(traj.steps) == 2 and set(traj.steps[0].branches) == {"uncond", "cond"}
+    s = traj.steps[0]
+    assert torch.allclose(s.eps, s.branches["uncond"] + 3.0 * (s.branches["cond"] - s.branches["uncond"]))

@@ -79,3 +79,52 @@ def audioldm2_unet():
         sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=([None, 16, 32], [None, 16, 32]), attention_head_dim=(2, 4), norm_num_groups=16)
+
+
+def _word_tokenizer(cls, pad: str, extra: list[str]):
+    """A fast tokenizer of class `cls` over the toy vocabulary's words (one token per word, split on spaces)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    words = [pad, "<unk>", "<s>", "</s>"] + extra + list(vocab.WORDS) + vocab.PUNCTUATION
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return cls(tokenizer_object=tok, pad_token=pad, unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+               model_max_length=vocab.MAX_LENGTH)
+
+
+def audioldm2():
+    """A tiny random AudioLDM2Pipeline: CLAP text branch, T5 encoder, projection, GPT-2 that generates 8
+    conditioning vectors, the two-stream UNet above, a 1-channel mel VAE and a HiFi-GAN vocoder. Tokenizers
+    are word-level over the toy vocabulary (built in code, no files from a hub)."""
+    from diffusers import AudioLDM2Pipeline
+    from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2ProjectionModel
+    from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig,
+                              GPT2Config, GPT2LMHeadModel, RobertaTokenizerFast, SpeechT5HifiGan,
+                              SpeechT5HifiGanConfig, T5Config, T5EncoderModel, T5TokenizerFast)
+
+    torch.manual_seed(0)
+    roberta = _word_tokenizer(RobertaTokenizerFast, "<pad>", [])
+    t5 = _word_tokenizer(T5TokenizerFast, "<pad>", [])
+    text = ClapTextConfig(vocab_size=len(roberta), hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                          num_hidden_layers=1, max_position_embeddings=vocab.MAX_LENGTH + 2, pad_token_id=0,
+                          bos_token_id=2, eos_token_id=3, projection_dim=16)
+    audio = ClapAudioConfig(spec_size=64, window_size=4, num_mel_bins=64, intermediate_size=32, depths=[1, 1],
+                            num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=32, patch_size=2,
+                            patch_stride=2, patch_embeds_hidden_size=8, projection_dim=16)
+    clap = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+    t5_encoder = T5EncoderModel(T5Config(vocab_size=len(t5), d_model=32, d_ff=37, d_kv=8, num_layers=1, num_heads=2,
+                                         pad_token_id=0, eos_token_id=3))
+    gpt = GPT2LMHeadModel(GPT2Config(n_embd=16, n_head=2, n_layer=1, vocab_size=8, n_positions=64, max_new_tokens=8,
+                                     bos_token_id=0, eos_token_id=0))
+    projection = AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=32, langauge_model_dim=16)
+    unet = audioldm2_unet()
+    vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=1, out_channels=1, latent_channels=4,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        norm_num_groups=16)
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=8, sampling_rate=16000, upsample_initial_channel=16,
+                                                    upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4],
+                                                    resblock_kernel_sizes=[3, 7], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]],
+                                                    normalize_before=False))
+    return AudioLDM2Pipeline(vae=vae, text_encoder=clap, text_encoder_2=t5_encoder, projection_model=projection,
+                             language_model=gpt, tokenizer=roberta, tokenizer_2=t5,
+                             feature_extractor=ClapFeatureExtractor(), unet=unet, scheduler=_scheduler(), vocoder=vocoder)
