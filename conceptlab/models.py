@@ -268,9 +268,10 @@ class Model:
         if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 50:
             raise ValueError(f"guidance must be a number in [0, 50] (1 = no guidance, 5 = default), got {guidance!r}")
         h, w = self.image_size
-        out = self.pipe(prompts, callback_on_step_end=callback_on_step_end, num_inference_steps=steps, guidance_scale=float(guidance), height=h, width=w,
+        out = self.pipe(prompts, num_inference_steps=steps, guidance_scale=float(guidance), height=h, width=w,
                         negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
-                        generator=torch.Generator().manual_seed(seed), output_type="pt")
+                        generator=torch.Generator().manual_seed(seed), output_type="pt",
+                        callback_on_step_end=callback_on_step_end)
         x = out.images * 2 - 1                                  # pipeline gives [0, 1]
         if output == "pt":
             return x
