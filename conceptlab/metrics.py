@@ -80,3 +80,33 @@ def edit_quality(clip, edited: torch.Tensor, inputs: torch.Tensor, prompts: list
     return dict(fid=frechet_distance(clip.image_features(edited), reference),
                 clip=float(clip.score(edited, prompts).mean()),
                 psnr=float(psnr(edited, inputs).mean()), ssim=float(ssim(edited, inputs).mean()))
+
+
+def match_masks(pred, truth, threshold: float = 0.5) -> dict:
+    """Localization scores of predicted masks against ground-truth masks (ConceptExpress Table 3), after a
+    Hungarian matching that maximizes the total IoU (scipy's linear_sum_assignment).
+    pred (P, H, W), truth (G, H, W): bool. Returns
+      iou: mean over true objects of the IoU of the predicted mask matched to it (0 when none is),
+      recall: share of true objects matched with IoU >= threshold (the concepts discovered),
+      precision: share of predicted masks matched with IoU >= threshold (the predictions that are concepts),
+      count_error: P - G.
+    The paper's Appendix B is not in our copy; these are our definitions, the usual ones for this protocol."""
+    import numpy as np
+    from scipy.optimize import linear_sum_assignment
+
+    p, g = np.asarray(pred, bool), np.asarray(truth, bool)
+    if p.ndim != 3 or g.ndim != 3 or (len(p) and p.shape[1:] != g.shape[1:]):
+        raise ValueError(f"pred and truth must be (N, H, W) mask stacks of one size, got {p.shape} and {g.shape}")
+    if len(g) == 0:
+        raise ValueError("truth holds no mask: give at least one ground-truth object")
+    if len(p) == 0:
+        return dict(iou=0.0, recall=0.0, precision=0.0, count_error=-len(g))
+    pf, gf = p.reshape(len(p), -1).astype(np.float64), g.reshape(len(g), -1).astype(np.float64)
+    inter = pf @ gf.T
+    union = pf.sum(1)[:, None] + gf.sum(1)[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)              # (P, G)
+    rows, cols = linear_sum_assignment(iou, maximize=True)
+    matched = iou[rows, cols]
+    hits = int((matched >= threshold).sum())
+    return dict(iou=float(matched.sum() / len(g)), recall=hits / len(g), precision=hits / len(p),
+                count_error=len(p) - len(g))

@@ -1,0 +1,272 @@
+"""ConceptExpress, part 1: find the concepts of one image without supervision (Hao et al., ECCV 2024, Sec. 3.2).
+
+    loc = conceptlab.express.localize(model, image, n_max=10)
+    loc.concepts[i].mask          # (H, W) bool on the image
+    loc.concepts[i].distribution  # (h*w,) its mean self-attention distribution f_i
+    loc.concepts[i].history       # what each phase did to it
+
+The phases, each a function here so that a notebook can run and picture them one by one:
+1. `record_attention`: one UNet pass on the clean latent, t = 0, prompt "" (no noise added).
+2. `aggregate`: every self-attention layer, head-averaged, brought to the finest grid and weighted by its
+   resolution (eq. 3-4) -> one distribution over pixels per pixel, A (n, n), n = h*w.
+3. `pre_cluster`: FINCH under symmetric KL on all pixels; the level with the fewest clusters still >= N_max;
+   delta = the largest link that level used.
+4. `end_of_text_filter`: keep a cluster when the end-of-text token's cross-attention inside it beats the
+   image mean (eq. 5).
+5. `post_cluster`: FINCH on the kept clusters' mean distributions with links cut above delta or between
+   masks that do not touch (4-connectivity); the last level gives N automatically.
+
+Where the authors' code crashes we go on and say what happened in `Localization.notes` (see each function).
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from ..hooks import AttentionCache, AttentionRecorder, attention_layers, selects, unet_of
+from ..images import to_tensor
+from .cluster import Level, check_distributions, finch, symmetric_kl
+
+
+@dataclass
+class Concept:
+    """One concept found in the image. mask: (H, W) bool at image size; grid_mask: (h, w) bool on the
+    attention grid; distribution: (h*w,) its mean self-attention distribution f_i; history: one line per phase."""
+    mask: np.ndarray
+    grid_mask: np.ndarray
+    distribution: torch.Tensor
+    history: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Localization:
+    """Everything localize() saw. grid: (h, w) of the attention; attention: (n, n) aggregated rows;
+    levels: every FINCH level of pre-clustering; pre_labels: (n,) the chosen level; delta: its largest link;
+    eot: (n,) end-of-text map in [0, 1]; kept: (k,) bool per pre-cluster; post_labels: (n,) concept of each
+    pixel, -1 where filtered out; concepts: the result; notes: what went differently from the paper's path."""
+    image: torch.Tensor
+    grid: tuple[int, int]
+    attention: torch.Tensor
+    levels: list[Level]
+    pre_labels: np.ndarray
+    delta: float
+    eot: torch.Tensor
+    kept: np.ndarray
+    post_labels: np.ndarray
+    concepts: list[Concept]
+    notes: list[str]
+
+    def __len__(self):
+        return len(self.concepts)
+
+    def masks(self) -> np.ndarray:
+        """(N, H, W) bool: every concept's mask at image size."""
+        return np.stack([c.mask for c in self.concepts]) if self.concepts else np.zeros((0, *self.image.shape[-2:]), bool)
+
+
+# ------------------------------------------------------------------------------------------- phase 1
+@torch.no_grad()
+def record_attention(model, image, t: int = 0) -> AttentionCache:
+    """One UNet pass on the clean latent of `image` at timestep t (the paper: 0) with the null prompt ""
+    and no noise added (Sec. 3.2): the self- and cross-attention of every layer, heads averaged."""
+    x = to_tensor(image, model.image_size)
+    z0 = model.encode(x)
+    with AttentionRecorder(model, kind="both", heads="mean") as rec:
+        model.eps(z0, t, model.null())
+    return rec.cache
+
+
+# ------------------------------------------------------------------------------------------- phase 2
+def upsample_rows(a: torch.Tensor, grid: tuple[int, int], size: tuple[int, int], renormalize: bool) -> torch.Tensor:
+    """A self-attention map (q, q) on `grid` -> (n, n) on `size`: the key axis by bilinear interpolation
+    (then rows renormalized to sum 1 when `renormalize`, as DiffSeg does), the query axis by repetition."""
+    (h, w), (H, W) = grid, size
+    if (h, w) == (H, W):
+        return a
+    keys = F.interpolate(a.reshape(-1, 1, h, w), size=(H, W), mode="bilinear", align_corners=False).reshape(h * w, H * W)
+    if renormalize:
+        keys = keys / keys.sum(1, keepdim=True)
+    rows = F.interpolate(keys.T.reshape(-1, 1, h, w), size=(H, W), mode="nearest")   # repeat each query
+    return rows.reshape(H * W, H * W).T
+
+
+def aggregate(cache: AttentionCache, renormalize: bool = True, layers=None) -> tuple[torch.Tensor, tuple[int, int], dict]:
+    """Eq. 3-4: A = sum_l w_l up(A_l), w_l proportional to the layer's side (res_l / res_finest), weights
+    normalized to sum 1, then every row renormalized to sum 1.
+
+    renormalize=True (our default, DiffSeg's choice): each upsampled layer's rows are renormalized before
+    weighting, so w_l is the layer's real share. renormalize=False is the official ConceptExpress code:
+    bilinear upsampling multiplies a row's mass by (res_finest / res_l)^2, so the coarse layers dominate
+    (a 16x16 layer's rows weigh 16x a 64x64 layer's) despite their smaller w_l.
+    Returns (A (n, n) fp32, grid (h, w), {layer: dict(grid, weight, share)}) where share is the layer's
+    fraction of the total mass in A before the final renormalization."""
+    layers = [n for n in cache.layers("self") if selects(layers, n)]
+    grid = cache.finest("self")
+    side = lambda g: (g[0] * g[1]) ** 0.5                                       # noqa: E731
+    weights = torch.tensor([side(cache.grids[n]) / side(grid) for n in layers])
+    weights = weights / weights.sum()
+    total, info = 0.0, {}
+    for name, w in zip(layers, weights):
+        a = cache.maps("self", layers=[name]).mean(0).float()                   # (q, q), heads and batch done
+        up = w * upsample_rows(a, cache.grids[name], grid, renormalize)
+        info[name] = dict(grid=cache.grids[name], weight=float(w), mass=float(up.sum()))
+        total = total + up
+    mass = sum(v["mass"] for v in info.values())
+    for v in info.values():
+        v["share"] = v.pop("mass") / mass
+    return check_distributions(total, "aggregated attention"), grid, info
+
+
+# ------------------------------------------------------------------------------------------- phase 3
+def check_n_max(n_max) -> None:
+    if isinstance(n_max, bool) or not isinstance(n_max, (int, np.integer)) or n_max < 1:
+        raise ValueError(f"n_max must be a positive integer (the paper uses 10), got {n_max!r}")
+
+
+def pre_cluster(attention: torch.Tensor, n_max: int = 10, delta_from: str = "chosen") -> tuple[list[Level], int, float, list[str]]:
+    """FINCH on every pixel's distribution under symmetric KL; choose the level with the fewest clusters
+    that still has >= n_max (the paper's N_max = 10). Returns (levels, chosen index, delta, notes).
+    delta: "the largest linking distance used at that level" read two ways: delta_from="chosen" (default,
+    METHODS.md's reading) takes the largest first-neighbour link that formed the chosen level; "next" the
+    largest link FINCH used on the chosen level's clusters to form the next one (the scale of the links
+    post-clustering makes). benchmarks/express_bench.py reports both.
+    Where the official code crashes: if even FINCH's first level has fewer than n_max clusters, we take the
+    first level (the finest there is); if every level stays above n_max, the last. Both are noted."""
+    check_n_max(n_max)
+    if delta_from not in ("chosen", "next"):
+        raise ValueError(f"delta_from must be 'chosen' or 'next', got {delta_from!r}")
+    levels = finch(attention)
+    notes = []
+    if not levels:                                       # a single pixel, or nothing merged at all
+        levels = [Level(np.arange(attention.shape[0]), 0.0)]
+        notes.append("FINCH merged nothing: every pixel is its own pre-cluster")
+    above = [i for i, lv in enumerate(levels) if lv.k >= n_max]
+    if not above:
+        chosen = 0
+        notes.append(f"FINCH's first level already has {levels[0].k} < n_max = {n_max} clusters: using it")
+    else:
+        chosen = above[-1]
+        if chosen == len(levels) - 1 and len(levels) > 1:
+            notes.append(f"every FINCH level keeps >= n_max = {n_max} clusters: using the last ({levels[-1].k})")
+    delta = levels[chosen + 1].link if delta_from == "next" and chosen + 1 < len(levels) else levels[chosen].link
+    return levels, chosen, delta, notes
+
+
+# ------------------------------------------------------------------------------------------- phase 4
+def end_of_text_index(tokenizer) -> int:
+    """Position of the end-of-text token in the tokenized "" (1: after the start token). Found by the eos
+    id in the unpadded ids, so a tokenizer whose padding id equals its eos id (SD 1.x) gives the same."""
+    ids = tokenizer("").input_ids
+    eos = tokenizer.eos_token_id
+    if eos is None or eos not in ids:
+        raise ValueError("the tokenizer puts no end-of-text token in '': the end-of-text filter needs one")
+    return ids.index(eos)
+
+
+def end_of_text_map(cache: AttentionCache, model, grid: tuple[int, int], side: int = 16) -> torch.Tensor:
+    """e (n,): the end-of-text token's cross-attention for "", averaged over the `side` x `side` layers
+    (the paper's 16x16; the finest cross-attention layers when the UNet has none at that size), upsampled
+    bilinearly to `grid`, min-max normalized to [0, 1]."""
+    layers = [n for n in cache.layers("cross") if cache.grids[n] == (side, side)] or \
+             [n for n in cache.layers("cross") if cache.grids[n] == cache.finest("cross")]
+    h, w = cache.grids[layers[0]]
+    e = cache.maps("cross", layers=layers).mean(0)[:, end_of_text_index(model.tokenizer)].reshape(1, 1, h, w)
+    e = F.interpolate(e, size=grid, mode="bilinear", align_corners=False).flatten()
+    return (e - e.min()) / (e.max() - e.min()).clamp(min=1e-12)
+
+
+def end_of_text_filter(labels: np.ndarray, eot: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 5: keep cluster c when mean(e[c]) > mean(e). Returns (kept (k,) bool, inside means (k,))."""
+    k = int(labels.max()) + 1
+    e = eot.double().numpy()
+    inside = np.array([e[labels == c].mean() for c in range(k)])
+    return inside > e.mean(), inside
+
+
+# ------------------------------------------------------------------------------------------- phase 5
+def adjacency(masks: np.ndarray) -> torch.Tensor:
+    """(k, h, w) bool masks -> (k, k) bool: masks i and j touch (a pixel of one is a 4-neighbour of, or is,
+    a pixel of the other)."""
+    cross = ndimage.generate_binary_structure(2, 1)
+    grown = np.stack([ndimage.binary_dilation(m, cross) for m in masks]).reshape(len(masks), -1)
+    flat = masks.reshape(len(masks), -1)
+    return torch.from_numpy((grown.astype(np.float32) @ flat.T.astype(np.float32)) > 0)
+
+
+def post_cluster(attention: torch.Tensor, labels: np.ndarray, kept: np.ndarray, delta: float,
+                 grid: tuple[int, int]) -> tuple[np.ndarray, list[Level]]:
+    """FINCH over the kept pre-clusters' mean distributions (weighted by pixel counts), where a cluster
+    links only to clusters whose masks touch and only when the distance is <= delta; the last level is the
+    answer. Returns (concept of each kept pre-cluster (m,), the levels)."""
+    ids = np.flatnonzero(kept)
+    masks = np.stack([(labels == c).reshape(grid) for c in ids])
+    counts = torch.tensor([m.sum() for m in masks], dtype=torch.float32)
+    means = torch.stack([attention[torch.from_numpy(m.flatten())].mean(0) for m in masks])
+
+    def touching(lab: np.ndarray) -> torch.Tensor:            # masks of the current clusters
+        k = int(lab.max()) + 1
+        return adjacency(np.stack([masks[lab == c].any(0) for c in range(k)]))
+
+    levels = finch(means, allowed=touching, max_link=delta, weights=counts)
+    return (levels[-1].labels if levels else np.arange(len(ids))), levels
+
+
+# ------------------------------------------------------------------------------------------- the method
+def localize(model, image, n_max: int = 10, renormalize: bool = True, t: int = 0, layers=None,
+             delta_from: str = "chosen", eot_side: int = 16) -> Localization:
+    """Find the concepts of `image` (PIL, uint8 (H, W, 3) array or tensor in [-1, 1]) with no supervision.
+    n_max: N_max of pre-clustering (paper: 10). renormalize, layers: see `aggregate`; t: see
+    `record_attention`; delta_from, eot_side: see `pre_cluster` and `end_of_text_map`. Returns a Localization."""
+    if not hasattr(model, "unet") or not hasattr(model, "tokenizer"):
+        raise TypeError("localize needs a conceptlab Model of an image pipeline: conceptlab.load('toy-shapes')")
+    if not any(k == "self" for k in attention_layers(unet_of(model)).values()):
+        raise ValueError("this UNet has no self-attention layers to cluster")
+    check_n_max(n_max)
+    x = to_tensor(image, model.image_size)
+    cache = record_attention(model, x, t)
+    attention, grid, _ = aggregate(cache, renormalize, layers)
+    eot = end_of_text_map(cache, model, grid, eot_side)
+    return find_concepts(attention, grid, eot, x, n_max, delta_from)
+
+
+def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Tensor, image: torch.Tensor,
+                  n_max: int = 10, delta_from: str = "chosen") -> Localization:
+    """Phases 3-5 on an aggregated attention A (n, n), its grid (h, w) and an end-of-text map e (n,):
+    pre-cluster, filter, post-cluster, and build the concepts (masks at the size of `image` (1, 3, H, W))."""
+    n = grid[0] * grid[1]
+    if attention.shape != (n, n) or eot.shape != (n,):
+        raise ValueError(f"on a {grid} grid the attention must be ({n}, {n}) and e ({n},), got "
+                         f"{tuple(attention.shape)} and {tuple(eot.shape)}")
+    levels, chosen, delta, notes = pre_cluster(attention, n_max, delta_from)
+    labels = levels[chosen].labels
+    kept, inside = end_of_text_filter(labels, eot)
+    filtered = kept.any()
+    if not filtered:
+        notes.append("no pre-cluster passed the end-of-text filter: keeping them all")
+        warnings.warn("no cluster passed the end-of-text filter (eq. 5); all pre-clusters are kept", stacklevel=2)
+        kept = np.ones_like(kept)
+    concept_of, _ = post_cluster(attention, labels, kept, delta, grid)
+    ids = np.flatnonzero(kept)
+    post = np.full(labels.shape, -1)
+    for c, concept in zip(ids, concept_of):
+        post[labels == c] = concept
+    size = tuple(image.shape[-2:])
+    concepts = []
+    for j in range(int(concept_of.max()) + 1):
+        members = ids[concept_of == j]
+        grid_mask = (post == j).reshape(grid)
+        mask = F.interpolate(torch.from_numpy(grid_mask)[None, None].float(), size=size, mode="nearest")[0, 0] > 0.5
+        plural = "s" if len(members) > 1 else ""
+        insides = ", ".join(f"{inside[c]:.2f}" for c in members)
+        history = [f"pre-clustering: FINCH level {chosen + 1} of {len(levels)} ({levels[chosen].k} clusters, "
+                   f"delta {delta:.4f}) gave pre-cluster{plural} {', '.join(map(str, members))}",
+                   f"end-of-text filter: kept (inside {insides} > image mean {float(eot.mean()):.2f})" if filtered else
+                   f"end-of-text filter: nothing passed, kept anyway (inside {insides})",
+                   f"post-clustering: {len(members)} pre-cluster{plural} merged into concept {j}"]
+        concepts.append(Concept(mask.numpy(), grid_mask, attention[torch.from_numpy(grid_mask.flatten())].mean(0), history))
+    return Localization(image, grid, attention, levels, labels, delta, eot, kept, post, concepts, notes)

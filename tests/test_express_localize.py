@@ -1,0 +1,224 @@
+"""ConceptExpress localization: symmetric KL, FINCH, each phase, the authors' failure cases, and the whole
+method on toy-shapes and on tiny SD 2.1- and SDXL-shaped pipelines."""
+import numpy as np
+import pytest
+import torch
+
+import importlib
+from conceptlab import express, metrics
+from conceptlab.express.cluster import finch, finch_k, kmeans, symmetric_kl
+from conceptlab.express.localize import (adjacency, aggregate, end_of_text_filter, end_of_text_index, find_concepts,
+                                         pre_cluster, record_attention)
+from conceptlab.models import Model
+from conceptlab.toy import tiny
+
+loc_mod = importlib.import_module("conceptlab.express.localize")   # the module (the package exports the function)
+from conceptlab.worlds import shapes
+
+
+def rows(n, d, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(3 * torch.randn(n, d, generator=g), 1).to(dtype)
+
+
+# ------------------------------------------------------------------------------------------ symmetric KL
+def test_symmetric_kl_matches_the_definition():
+    p, q = rows(7, 11, 0), rows(5, 11, 1)
+    kl = lambda a, b: (a * (a.log() - b.log())).sum(-1)             # noqa: E731
+    brute = 0.5 * (kl(p[:, None], q[None]) + kl(q[None], p[:, None]))
+    assert torch.allclose(symmetric_kl(p, q, eps=0), brute, atol=1e-5)
+    d = symmetric_kl(p)
+    assert torch.allclose(d, d.T) and (d.diagonal() == 0).all() and (d >= 0).all()
+
+
+def test_symmetric_kl_fp16_with_zeros_stays_finite():
+    """The authors' KL has no epsilon: fp16 maps with exact zeros give NaN there. Ours computes in fp32."""
+    p = rows(6, 16, 2, torch.float16)
+    p[:, :4] = 0
+    d = symmetric_kl(p)
+    assert d.dtype == torch.float32 and torch.isfinite(d).all()
+
+
+def test_symmetric_kl_refuses_bad_rows():
+    with pytest.raises(ValueError, match="NaN"):
+        symmetric_kl(torch.full((3, 4), float("nan")))
+    with pytest.raises(ValueError, match="same support"):
+        symmetric_kl(rows(3, 4), rows(3, 5))
+    with pytest.raises(ValueError, match="all-zero row"):
+        symmetric_kl(torch.zeros(2, 3))
+    p = rows(4, 6)
+    before = p.clone()
+    symmetric_kl(p)
+    assert torch.equal(p, before)                                     # inputs are never modified
+
+
+# ------------------------------------------------------------------------------------------ FINCH
+def blobs(centres, per=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.cat([torch.tensor(c, dtype=torch.float32) + 0.05 * torch.randn(per, 2, generator=g) for c in centres])
+
+
+def euclid(x):
+    return torch.cdist(x, x)
+
+
+def test_finch_finds_separated_blobs_and_levels_nest():
+    x = blobs([(0, 0), (5, 0), (0, 40), (5, 40)])                     # two pairs of blobs, far apart
+    levels = finch(x, euclid)
+    blob, pair = np.repeat(np.arange(4), 6), np.repeat([0, 1], 12)
+    for c in range(levels[0].k):                                      # the first level never mixes blobs
+        assert len(np.unique(blob[levels[0].labels == c])) == 1
+    for c in range(levels[1].k):                                      # the second never mixes the far pairs
+        assert len(np.unique(pair[levels[1].labels == c])) == 1
+    ks = [lv.k for lv in levels]
+    assert ks == sorted(ks, reverse=True) and ks[-1] == 1
+    for fine, coarse in zip(levels, levels[1:]):                      # each level coarsens the previous
+        for c in range(fine.k):
+            assert len(np.unique(coarse.labels[fine.labels == c])) == 1
+
+
+def test_finch_constraints_cut_links():
+    x = blobs([(0, 0), (5, 0)])
+    side = np.repeat([0, 1], 6)
+    never_across = lambda lab: torch.from_numpy(                      # noqa: E731
+        np.array([[side[lab == a][0] == side[lab == b][0] for b in range(lab.max() + 1)] for a in range(lab.max() + 1)]))
+    top = finch(x, euclid, allowed=never_across)[-1]
+    assert top.k == 2 and len(np.unique(top.labels[:6])) == 1
+    cut = finch(x, euclid, max_link=0.5)[-1]                          # the blobs are 5 apart
+    assert cut.k == 2 and cut.link <= 0.5
+
+
+def test_fixed_k_baselines_give_k_clusters():
+    x = blobs([(0, 0), (5, 0), (0, 5)])
+    for k in (1, 2, 3, 5):
+        assert finch_k(x, k, euclid).max() + 1 == k
+        assert kmeans(x, k).max() + 1 == k
+    with pytest.raises(ValueError, match="k must be"):
+        finch_k(x, 0, euclid)
+
+
+# ------------------------------------------------------------------------------------------ synthetic scenes
+def squares_scene(n_squares, side=16, size=3, gap=1):
+    """A grid with n non-touching squares: pixels of a square attend uniformly to it, background pixels to
+    the background; the end-of-text map is 1 on squares."""
+    lab = np.full((side, side), -1)
+    per_row = (side - gap) // (size + gap)
+    for j in range(n_squares):
+        r, c = divmod(j, per_row)
+        y, x = gap + r * (size + gap), gap + c * (size + gap)
+        lab[y:y + size, x:x + size] = j
+    flat = lab.flatten()
+    a = torch.zeros(side * side, side * side)
+    for j in range(-1, n_squares):
+        members = torch.from_numpy(flat == j)
+        a[members.nonzero()[:, 0][:, None], members.nonzero()[:, 0][None]] = 1.0
+    a = 0.98 * a / a.sum(1, keepdim=True) + 0.02 / (side * side)
+    eot = torch.from_numpy((flat >= 0).astype(np.float32))
+    return a, eot, lab
+
+
+def test_more_than_ten_concepts():
+    """The official code has ten token slots and crashes beyond; we find all twelve."""
+    a, eot, lab = squares_scene(12)
+    out = find_concepts(a, (16, 16), eot, torch.zeros(1, 3, 32, 32), n_max=14)
+    assert len(out) == 12
+    truth = np.stack([np.kron(lab == j, np.ones((2, 2), bool)) for j in range(12)])
+    assert metrics.match_masks(out.masks(), truth)["iou"] == 1.0
+
+
+def test_finch_never_crossing_n_max_uses_the_first_level():
+    a, eot, _ = squares_scene(3)
+    levels, chosen, delta, notes = pre_cluster(a, n_max=500)         # 256 pixels: no level has 500 clusters
+    assert chosen == 0 and "first level" in notes[0]
+    out = find_concepts(a, (16, 16), eot, torch.zeros(1, 3, 16, 16), n_max=500)
+    assert len(out) >= 1 and out.notes
+
+
+def test_last_level_still_above_n_max(monkeypatch):
+    """An early-stopping hierarchy (the authors' FINCH can stop above N_max): we take its last level."""
+    a, eot, lab = squares_scene(4)
+    flat = lab.flatten() + 1
+    monkeypatch.setattr(loc_mod, "finch", lambda x: [loc_mod.Level(np.arange(256), 0.0), loc_mod.Level(flat, 0.1)])
+    levels, chosen, delta, notes = pre_cluster(a, n_max=3)
+    assert chosen == 1 and delta == 0.1 and "last" in notes[0]
+
+
+def test_no_cluster_passes_the_filter():
+    a, _, _ = squares_scene(3)
+    flat = torch.ones(256)                                            # a constant map: nothing beats its mean
+    kept, _ = end_of_text_filter(np.arange(256) % 5, flat)
+    assert not kept.any()
+    with pytest.warns(UserWarning, match="end-of-text filter"):
+        out = find_concepts(a, (16, 16), flat, torch.zeros(1, 3, 16, 16), n_max=4)
+    assert len(out) >= 1 and "keeping them all" in out.notes[-1]
+    assert "nothing passed" in out.concepts[0].history[1]
+
+
+def test_adjacency_is_four_connected():
+    m = np.zeros((3, 4, 4), bool)
+    m[0, 0, 0] = m[1, 0, 1] = m[2, 1, 1] = True                       # 0-1 share an edge, 0-2 only a corner
+    adj = adjacency(m)
+    assert adj[0, 1] and adj[1, 2] and not adj[0, 2]
+
+
+def test_end_of_text_index_when_padding_is_end_of_text(toy):
+    """SD 1.x pads with the end-of-text id; the official code finds the EOT by the padding id and breaks."""
+    import copy
+    tok = copy.deepcopy(toy.tokenizer)
+    assert end_of_text_index(tok) == 1
+    tok.pad_token = tok.eos_token
+    assert tok.pad_token_id == tok.eos_token_id and end_of_text_index(tok) == 1
+
+
+def test_bad_inputs(toy):
+    img = shapes.scene("heldout", 0).image
+    with pytest.raises(ValueError, match="n_max"):
+        express.localize(toy, img, n_max=0)
+    with pytest.raises(ValueError, match="delta_from"):
+        pre_cluster(rows(8, 8), delta_from="max")
+    with pytest.raises(TypeError, match="conceptlab Model"):
+        express.localize(object(), img)
+    with pytest.raises(ValueError, match="grid"):
+        find_concepts(rows(8, 8), (4, 4), torch.ones(8), torch.zeros(1, 3, 8, 8))
+
+
+# ------------------------------------------------------------------------------------------ on models
+def test_localize_on_toy_shapes(toy):
+    s = shapes.scene("heldout", 6)
+    image = s.image.copy()
+    out = express.localize(toy, image)
+    assert np.array_equal(image, s.image)                             # the input is untouched
+    assert out.grid == (16, 16) and out.attention.shape == (256, 256)
+    assert torch.allclose(out.attention.sum(1), torch.ones(256), atol=1e-4)
+    masks = out.masks()
+    assert masks.shape[1:] == (32, 32) and len(out) >= 1
+    assert masks.sum(0).max() == 1                                    # concepts never overlap
+    for c in out.concepts:
+        assert len(c.history) == 3 and c.distribution.shape == (256,)
+        assert abs(float(c.distribution.sum()) - 1) < 1e-4
+    again = express.localize(toy, image)                              # deterministic
+    assert np.array_equal(again.masks(), masks)
+    # the concepts sit on the objects: most of each mask is object, not background
+    objects = np.any(np.stack(s.masks), 0)
+    assert all((c.mask & objects).sum() > 0.5 * c.mask.sum() for c in out.concepts)
+
+
+def test_aggregate_renormalization_changes_layer_shares(toy):
+    cache = record_attention(toy, shapes.scene("heldout", 1).image)
+    _, grid, ours = aggregate(cache, renormalize=True)
+    _, _, official = aggregate(cache, renormalize=False)
+    coarse = [n for n, v in ours.items() if v["grid"] != grid]
+    for n in coarse:                                                  # without renormalizing, coarse layers weigh more
+        assert official[n]["share"] > ours[n]["share"]
+        assert abs(ours[n]["share"] - ours[n]["weight"]) < 1e-4
+
+
+@pytest.mark.parametrize("build", ["sd2", "sdxl"])
+def test_localize_on_other_backbones(build):
+    torch.manual_seed(0)
+    model = Model(getattr(tiny, build)(), f"tiny-{build}")
+    img = np.zeros((model.image_size[0], model.image_size[1], 3), np.uint8)
+    img[2:8, 2:8] = (200, 30, 30)
+    out = express.localize(model, img, n_max=4)
+    assert out.masks().shape[1:] == model.image_size
+    assert sum(lv.k for lv in out.levels) > 0
