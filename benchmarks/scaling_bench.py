@@ -1,6 +1,6 @@
 """ScalingConcept on toy-shapes, against the bars of the ScalingConcept issue.
 
-    .venv/bin/python benchmarks/scaling_bench.py            # about 10 minutes on 2 cores
+    .venv/bin/python benchmarks/scaling_bench.py            # about 35 minutes on 2 cores
 
 1. Removal at scale (paper Fig. 3 analog): held-out scenes, invert with the phrase of one object
    ("a red circle"), sample with "" (omega 0) and with the phrase (omega 1, the control); the oracle's
@@ -10,7 +10,10 @@
 3. Context survives: scale one object of a two-object scene up; is the other one kept, and the
    background PSNR, with and without noise regularization and early exit.
 4. Cost: one edit over one plain 50-step guided generation; a 7-omega sweep in generations.
-Writes benchmarks/results/scaling.json.
+5. Table 2 analog: gamma / noise regularization / early exit on the weak-concept set (toy-clip score, PSNR,
+   SSIM, FID in toy-clip feature space against clean held-out scenes), and LEDITS++ adding the concept
+   (Table 1 analog).
+Writes benchmarks/results/scaling.json. `--parts table2 context` runs some parts and updates the file.
 """
 from __future__ import annotations
 
@@ -23,7 +26,8 @@ import numpy as np
 import torch
 
 import conceptlab
-from conceptlab import inversion, scaling
+from conceptlab import baselines, inversion, metrics, scaling
+from conceptlab.images import to_tensor
 from conceptlab.worlds import oracle, shapes
 
 OUT = Path(__file__).parent / "results"
@@ -78,21 +82,54 @@ def psnr_outside(a, b, masks) -> float:
     return float(10 * np.log10(255 ** 2 / np.mean((a - b) ** 2)))
 
 
-def context(model, n: int = 40, omega: float = 5.0) -> dict:
+CONTEXT_SETTINGS = {"no regularization": dict(regularize=False), "regularization, t_exit 15": dict(t_exit=15),
+                    "regularization to the end (t_exit 50)": dict(t_exit=STEPS)}
+
+
+def context(model, n: int = 40, omegas=(1.0, 2.0, 3.0, 5.0)) -> dict:
+    """Two-object scenes, the first object's phrase scaled up: is the unnamed second object kept (oracle),
+    how present is the named one, and the PSNR outside both objects, per omega and setting."""
     scenes = [s for s in shapes.scenes("heldout", 10 * n) if len(s.labels) == 2][:n]
-    settings = {"no regularization": dict(regularize=False), "regularization, t_exit 15": dict(t_exit=15),
-                "regularization to the end (t_exit 50)": dict(t_exit=STEPS)}
+    invs = [inversion.invert(model, s.image, phrase(s.labels[0]), steps=STEPS) for s in scenes]
     out = {}
-    for name, kw in settings.items():
-        kept, psnrs = [], []
-        for s in scenes:
-            inv = inversion.invert(model, s.image, phrase(s.labels[0]), steps=STEPS)
-            im = scaling.scale_concept(model, inv, phrase(s.labels[0]), omega=omega, steps=STEPS, **kw)[0]
-            kept.append(oracle.is_present(im, s.labels[1]))
-            psnrs.append(psnr_outside(im, s.image, s.masks))
-        out[name] = dict(other_object_kept=float(np.mean(kept)), background_psnr=float(np.mean(psnrs)))
-    out.update(scenes=n, omega=omega)
+    for omega in omegas:
+        for name, kw in CONTEXT_SETTINGS.items():
+            kept, named, psnrs = [], [], []
+            for s, inv in zip(scenes, invs):
+                im = scaling.scale_concept(model, inv, phrase(s.labels[0]), omega=omega, steps=STEPS, **kw)[0]
+                kept.append(oracle.is_present(im, s.labels[1]))
+                named.append(oracle.presence(im, s.labels[0]))
+                psnrs.append(psnr_outside(im, s.image, s.masks))
+            out[f"omega {omega:g}, {name}"] = dict(omega=omega, setting=name, other_object_kept=float(np.mean(kept)),
+                                                   named_presence=float(np.mean(named)), background_psnr=float(np.mean(psnrs)))
+    out["scenes"] = n
     return out
+
+
+TABLE2 = {"gamma 0": dict(gamma=0, regularize=False), "gamma 0.5": dict(gamma=0.5, regularize=False),
+          "gamma 1": dict(gamma=1, regularize=False), "gamma 3": dict(gamma=3, regularize=False),
+          "gamma 3 + noise reg.": dict(gamma=3, t_exit=STEPS), "gamma 3 + noise reg. + early exit": dict(gamma=3, t_exit=15)}
+
+
+def table2(model, n: int = 32, reference: int = 400, omega: float = 5.0) -> dict:
+    """Every TABLE2 setting at omega 5 on n weak-concept scenes, one inversion per scene; LEDITS++ adding the
+    concept; the input itself as the first row. FID in toy-clip's (unit-norm) image-feature space against
+    `reference` clean held-out scenes: its scale is not Inception's, compare rows, not with the paper."""
+    clip = conceptlab.load_clip("toy-clip")
+    weak = [shapes.weak_scene(i) for i in range(n)]
+    prompts = [phrase(s.labels[0]) for s in weak]
+    inputs = torch.cat([to_tensor(s.image) for s in weak])
+    ref = clip.image_features([s.image for s in shapes.scenes("heldout", reference)])
+    invs = [inversion.invert(model, s.image, p, steps=STEPS) for s, p in zip(weak, prompts)]
+    edited = {"input": inputs}
+    for name, kw in TABLE2.items():
+        edited[name] = torch.cat([scaling.scale_concept(model, inv, p, omega=omega, steps=STEPS, **kw)
+                                  for inv, p in zip(invs, prompts)])
+    edited["LEDITS++ (adds the concept)"] = baselines.ledits_pp_add(model, [s.image for s in weak], prompts, steps=STEPS)
+    rows = {name: metrics.edit_quality(clip, x, inputs, prompts, ref) for name, x in edited.items()}
+    for name, x in edited.items():
+        rows[name]["presence"] = float(np.mean([oracle.presence(im, s.labels[0]) for im, s in zip(x, weak)]))
+    return dict(scenes=n, reference=reference, omega=omega, rows=rows)
 
 
 def cost(model, repeats: int = 5) -> dict:
@@ -111,28 +148,51 @@ def cost(model, repeats: int = 5) -> dict:
                 sweep7_bar=1 + 7 * 0.8, threads=torch.get_num_threads())
 
 
-def main():
+def main(parts=("cost", "removal", "monotone", "context", "table2")):
     model = conceptlab.load("toy-shapes")
-    res = {}
-    res["cost"] = c = cost(model)
+    path = OUT / "scaling.json"
+    res = json.loads(path.read_text()) if path.exists() else {}
+    if "cost" in parts:
+        res["cost"] = cost(model)
+        report_cost(res["cost"])
+    if "removal" in parts:
+        res["removal"] = removal(model)
+        report_removal(res["removal"])
+    if "monotone" in parts:
+        res["monotone"] = m = monotone(model)
+        for mode, by in m.items():
+            print(f"weak-concept presence per omega ({mode}): " + ", ".join(f"{o}: {p:.3f}" for o, p in by.items()))
+    if "context" in parts:
+        res["context"] = cx = context(model)
+        for v in cx.values():
+            if isinstance(v, dict):
+                print(f"context, omega {v['omega']:g}, {v['setting']}: other object kept {v['other_object_kept']:.0%}, "
+                      f"named presence {v['named_presence']:.2f}, background PSNR {v['background_psnr']:.1f} dB")
+    if "table2" in parts:
+        res["table2"] = t = table2(model)
+        print(f"Table 2 analog, {t['scenes']} weak scenes, omega {t['omega']:g}:")
+        for name, r in t["rows"].items():
+            print(f"  {name:36s} FID {r['fid']:.3f}  clip {r['clip']:.1f}  PSNR {r['psnr']:.1f}  SSIM {r['ssim']:.3f}  presence {r['presence']:.2f}")
+    OUT.mkdir(exist_ok=True)
+    path.write_text(json.dumps(res, indent=2))
+    print(f"written to {path}")
+
+
+def report_cost(c):
     print(f"cost: generation {c['generation_s']:.2f} s; edit {c['edit_s']:.2f} s = {c['edit_ratio']:.2f}x (bar <= 2.2); "
           f"7-omega sweep {c['sweep7_s']:.2f} s = {c['sweep7_in_generations']:.2f} generations (bar <= {c['sweep7_bar']:.1f})")
-    res["removal"] = r = removal(model)
+
+
+def report_removal(r):
     print(f"removal on {r['scenes']} held-out scenes: removed {r['removal_rate']:.1%} (bar >= 85%), control kept "
           f"{r['control_keep_rate']:.1%} (bar >= 95%), clean erase {r['clean_erase_rate']:.1%}; forward prompt = background: "
           f"removed {r['forward_background']['removal_rate']:.1%}, clean {r['forward_background']['clean_erase_rate']:.1%}")
-    res["monotone"] = m = monotone(model)
-    for mode, by in m.items():
-        print(f"weak-concept presence per omega ({mode}): " + ", ".join(f"{o}: {p:.3f}" for o, p in by.items()))
-    res["context"] = cx = context(model)
-    for name, v in cx.items():
-        if isinstance(v, dict):
-            print(f"context, omega {cx['omega']}, {name}: other object kept {v['other_object_kept']:.0%}, "
-                  f"background PSNR {v['background_psnr']:.1f} dB")
-    OUT.mkdir(exist_ok=True)
-    (OUT / "scaling.json").write_text(json.dumps(res, indent=2))
-    print(f"written to {OUT / 'scaling.json'}")
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", nargs="+", default=["cost", "removal", "monotone", "context", "table2"],
+                    choices=["cost", "removal", "monotone", "context", "table2"])
+    main(ap.parse_args().parts)

@@ -128,3 +128,63 @@ def show_trajectory(traj, decode, stage: str = "sample", every: int = 5, size_in
     images = [decode(steps[k])[0] for k in picked]
     return show_images(images, [f"step {steps[k].step}\nt={steps[k].t:.0f}" for k in picked], ncols=len(images),
                        size=size_in, suptitle=f"predicted x0 along the {stage} trajectory")
+
+
+# ------------------------------------------------------------------------------------- ConceptExpress
+def _labels(ax, labels: np.ndarray, grid, title: str, image=None):
+    lab = np.ma.masked_less(np.asarray(labels).reshape(grid), 0)
+    if image is not None:
+        ax.imshow(_as_display(image), extent=(-0.5, grid[1] - 0.5, grid[0] - 0.5, -0.5), alpha=0.35)
+    ax.imshow(lab, cmap="tab20", interpolation="nearest", alpha=0.85 if image is not None else 1.0)
+    ax.axis("off")
+    ax.set_title(title, fontsize=7)
+
+
+def show_layer_contributions(cache, y: int, x: int, renormalize: bool = True, size_in: float = 1.3):
+    """What each self-attention layer says about pixel (y, x) of the finest grid, brought to that grid as
+    ConceptExpress aggregates it (eq. 3-4), titled with the layer's weight and its share of the total."""
+    from .express.localize import aggregate, upsample_rows
+
+    _, grid, info = aggregate(cache, renormalize)
+    names = list(info)
+    fig, axes = plt.subplots(1, len(names), figsize=(size_in * len(names), size_in + 0.5), squeeze=False)
+    for ax, n in zip(axes[0], names):
+        a = upsample_rows(cache.maps("self", layers=[n]).mean(0), cache.grids[n], grid, renormalize)
+        _heat(ax, a[y * grid[1] + x].view(grid), f"{short_layer(n)} {info[n]['grid'][0]}x{info[n]['grid'][1]}\n"
+              f"w {info[n]['weight']:.2f}, share {info[n]['share']:.2f}")
+        ax.plot([x], [y], "c+", ms=8)
+    fig.suptitle(f"pixel ({y}, {x}): each layer's attention ({'renormalized, DiffSeg' if renormalize else 'official'})", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_levels(loc, size_in: float = 1.5):
+    """Every FINCH level of pre-clustering of a Localization, the chosen one marked."""
+    chosen = next(i for i, lv in enumerate(loc.levels) if np.array_equal(lv.labels, loc.pre_labels))
+    fig, axes = plt.subplots(1, len(loc.levels), figsize=(size_in * len(loc.levels), size_in + 0.4), squeeze=False)
+    for i, (ax, lv) in enumerate(zip(axes[0], loc.levels)):
+        _labels(ax, lv.labels, loc.grid, f"level {i + 1}: {lv.k} clusters" + (" (chosen)" if i == chosen else ""))
+    fig.tight_layout()
+    return fig
+
+
+def show_localization(loc, size_in: float = 1.7):
+    """The phases of ConceptExpress on one image: input, pre-clusters, end-of-text map, the pre-clusters the
+    filter kept, the concepts after post-clustering, each concept's mask."""
+    kept = np.where(np.isin(loc.pre_labels, np.flatnonzero(loc.kept)), loc.pre_labels, -1)
+    n = 5 + len(loc.concepts)
+    fig, axes = plt.subplots(1, n, figsize=(size_in * n, size_in + 0.4), squeeze=False)
+    ax = axes[0]
+    ax[0].imshow(_as_display(loc.image[0]), interpolation="nearest")
+    ax[0].axis("off")
+    ax[0].set_title("input", fontsize=7)
+    _labels(ax[1], loc.pre_labels, loc.grid, f"1. pre-clusters ({int(loc.pre_labels.max()) + 1})")
+    _heat(ax[2], loc.eot.view(loc.grid), "2. end-of-text attention")
+    _labels(ax[3], kept, loc.grid, f"3. kept by the filter ({int(loc.kept.sum())})", loc.image[0])
+    _labels(ax[4], loc.post_labels, loc.grid, f"4. concepts ({len(loc.concepts)})", loc.image[0])
+    for j, c in enumerate(loc.concepts):
+        ax[5 + j].imshow(_as_display(loc.image[0]) * c.mask[..., None].astype(np.uint8), interpolation="nearest")
+        ax[5 + j].axis("off")
+        ax[5 + j].set_title(f"concept {j}", fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -107,3 +107,21 @@ def scaling_explorer(model, inversion, concept: str, omegas=(0.0, 1.0, 3.0, 5.0)
     out = W.interactive_output(draw, {"omega": omega, "gamma": gamma, "t_exit": t_exit, "clamp": clamp})
     display(W.VBox([W.HBox([omega, gamma]), W.HBox([t_exit, clamp]), out]))
     return None
+
+
+def n_max_explorer(model, image, values=(4, 6, 10, 16), static: bool | None = None, **kw):
+    """ConceptExpress's N_max on a slider: pre-clustering, filter and concepts for each value (~0.2 s each
+    on toy-shapes). Static fallback: the phases for each of `values`, one row each."""
+    from .express import localize
+
+    if static or (static is None and not interactive()):
+        for n in values:
+            fig = viz.show_localization(localize(model, image, n_max=n, **kw))
+            fig.suptitle(f"N_max = {n}", fontsize=9)
+            fig.tight_layout()
+        return None
+    import ipywidgets as W
+
+    slider = W.IntSlider(value=10, min=2, max=30, description="N_max")
+    W.interact(lambda n_max: plt.show(viz.show_localization(localize(model, image, n_max=n_max, **kw))), n_max=slider)
+    return None

@@ -1,10 +1,11 @@
 """ConceptExpress localization: symmetric KL, FINCH, each phase, the authors' failure cases, and the whole
 method on toy-shapes and on tiny SD 2.1- and SDXL-shaped pipelines."""
+import importlib
+
 import numpy as np
 import pytest
 import torch
 
-import importlib
 from conceptlab import express, metrics
 from conceptlab.express.cluster import finch, finch_k, kmeans, symmetric_kl
 from conceptlab.express.localize import (adjacency, aggregate, end_of_text_filter, end_of_text_index, find_concepts,

@@ -53,9 +53,9 @@ def symmetric_kl(p: torch.Tensor, q: torch.Tensor | None = None, eps: float = EP
     log_p, log_q = torch.log(p + eps), torch.log(q + eps)
     h_p = (p * log_p).sum(1)                                   # negative entropies, (n,)
     h_q = h_p if same else (q * log_q).sum(1)
-    cross_pq = p @ log_q.T                                     # (n, m): sum_k p_ik log q_jk
-    cross_qp = cross_pq.T if same else (q @ log_p.T).T         # (n, m): sum_k q_jk log p_ik
-    d = 0.5 * (h_p[:, None] - cross_pq + h_q[None, :] - cross_qp)
+    d = p @ log_q.T                                            # (n, m): sum_k p_ik log q_jk
+    d += d.T.clone() if same else (q @ log_p.T).T              # + sum_k q_jk log p_ik
+    d.neg_().add_(h_p[:, None]).add_(h_q[None, :]).mul_(0.5)   # in place: memory stays two (n, m) matrices
     d.clamp_(min=0)                                            # rounding can leave -1e-7 on the diagonal
     if same:
         d.fill_diagonal_(0)
@@ -81,7 +81,7 @@ def first_neighbour_partition(d: torch.Tensor, allowed: torch.Tensor | None = No
     partition is the connected components. Links longer than max_link, or to no allowed neighbour, are cut.
     Returns (labels (k,), the largest link kept)."""
     k = d.shape[0]
-    d = d.clone().double()
+    d = d.clone()
     d.fill_diagonal_(float("inf"))
     if allowed is not None:
         d[~allowed] = float("inf")

@@ -235,9 +235,11 @@ def localize(model, image, n_max: int = 10, renormalize: bool = True, t: int = 0
 
 
 def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Tensor, image: torch.Tensor,
-                  n_max: int = 10, delta_from: str = "chosen") -> Localization:
+                  n_max: int = 10, delta_from: str = "chosen", keep=None) -> Localization:
     """Phases 3-5 on an aggregated attention A (n, n), its grid (h, w) and an end-of-text map e (n,):
-    pre-cluster, filter, post-cluster, and build the concepts (masks at the size of `image` (1, 3, H, W))."""
+    pre-cluster, filter, post-cluster, and build the concepts (masks at the size of `image` (1, 3, H, W)).
+    keep: replace the end-of-text filter by your own, a function (pre-cluster labels (n,)) -> (k,) bool;
+    e.g. a ground-truth filter, to measure what the filter costs (benchmarks/express_bench.py)."""
     n = grid[0] * grid[1]
     if attention.shape != (n, n) or eot.shape != (n,):
         raise ValueError(f"on a {grid} grid the attention must be ({n}, {n}) and e ({n},), got "
@@ -245,6 +247,8 @@ def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Ten
     levels, chosen, delta, notes = pre_cluster(attention, n_max, delta_from)
     labels = levels[chosen].labels
     kept, inside = end_of_text_filter(labels, eot)
+    if keep is not None:
+        kept = np.asarray(keep(labels), bool)
     filtered = kept.any()
     if not filtered:
         notes.append("no pre-cluster passed the end-of-text filter: keeping them all")

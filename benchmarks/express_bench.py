@@ -1,0 +1,131 @@
+"""ConceptExpress localization on toy-shapes, against the bars of the localization issue.
+
+    .venv/bin/python benchmarks/express_bench.py            # about 3 minutes on 2 cores
+
+1. Cost: all-pairs symmetric KL plus the whole FINCH hierarchy on 4096 distributions of 4096 bins (the
+   SD 2.1-base size), over the time of the two GEMMs all pairs need, in one run; and the peak memory
+   added, in units of one n x n fp32 matrix.
+2. The localization benchmark (Table 3 analog): held-out toy scenes with 2 or 3 objects, Hungarian matching,
+   IoU / recall / precision for ours (automatic N), k-means and FINCH with k = 2..7; the count errors;
+   and why it fails where it does: how many whole objects pass the end-of-text filter (eq. 5), and
+   ours with a ground-truth filter in its place.
+Writes benchmarks/results/express.json and benchmarks/results/localization.png.
+"""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import conceptlab
+from conceptlab.express.cluster import finch, symmetric_kl
+from conceptlab.express.evaluate import compare
+from conceptlab.express.localize import end_of_text_map, record_attention
+from conceptlab.worlds import shapes
+
+OUT = Path(__file__).parent / "results"
+PAPER = {"k-means 4": (52.8, 70.3, 92.7), "k-means 7": (47.6, 95.7, 75.4), "FINCH 4": (50.7, 83.7, 98.7),
+         "FINCH 7": (51.5, 97.9, 77.6), "ours": (57.3, 89.1, 93.7)}
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def cost(n: int = 4096, repeats: int = 3) -> dict:
+    g = torch.Generator().manual_seed(0)
+    p = torch.softmax(4 * torch.randn(n, n, generator=g), 1)
+    log_p = torch.log(p + 1e-8)
+    before = peak_mib()
+    gemm, ours, levels = [], [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        _ = p @ log_p.T
+        _ = log_p @ p.T                                    # the two products of all pairs
+        gemm.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        levels = finch(p, symmetric_kl)                    # level 1 computes the all-pairs KL of the n rows
+        ours.append(time.perf_counter() - t0)
+    matrix_mib = n * n * 4 / 2 ** 20
+    return dict(n=n, two_gemms_s=statistics.median(gemm), kl_plus_finch_s=statistics.median(ours),
+                ratio=statistics.median(ours) / statistics.median(gemm), levels=[lv.k for lv in levels],
+                peak_added_mib=peak_mib() - before, nxn_matrix_mib=matrix_mib,
+                peak_added_in_nxn=(peak_mib() - before) / matrix_mib, threads=torch.get_num_threads())
+
+
+def objects_passing(model, scenes) -> float:
+    """Share of whole ground-truth objects whose mean end-of-text attention beats the image mean (eq. 5)."""
+    ok = []
+    for s in scenes:
+        cache = record_attention(model, s.image)
+        grid = cache.finest("self")
+        e = end_of_text_map(cache, model, grid).reshape(grid).numpy()
+        objs = F.interpolate(torch.from_numpy(np.stack(s.masks)).float()[:, None], size=grid, mode="area")[:, 0].numpy() > 0.5
+        ok += [e[o].mean() > e.mean() for o in objs if o.any()]
+    return float(np.mean(ok))
+
+
+def localization(model, n: int = 120) -> tuple[dict, list[dict]]:
+    scenes = [s for s in shapes.scenes("heldout", 4 * n) if len(s.labels) >= 2][:n]
+    rows = compare(model, scenes)
+    table = {}
+    for name in dict.fromkeys(r["method"] for r in rows):
+        rs = [r for r in rows if r["method"] == name]
+        errors = [r["count_error"] for r in rs]
+        table[name] = dict(iou=float(np.mean([r["iou"] for r in rs])), recall=float(np.mean([r["recall"] for r in rs])),
+                           precision=float(np.mean([r["precision"] for r in rs])),
+                           count_exact=float(np.mean([e == 0 for e in errors])),
+                           count_errors={str(e): errors.count(e) for e in sorted(set(errors))})
+    return dict(scenes=len(scenes), objects={str(k): sum(len(s.labels) == k for s in scenes) for k in (2, 3)},
+                table=table, objects_passing_eot_filter=objects_passing(model, scenes)), rows
+
+
+def figure(rows, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    df = pd.DataFrame(rows).melt(id_vars=["scene", "method"], value_vars=["iou", "recall", "precision"], var_name="score")
+    fig, ax = plt.subplots(figsize=(11, 3.6))
+    sns.barplot(df, x="method", y="value", hue="score", errorbar=("ci", 95), ax=ax)
+    ax.tick_params(axis="x", rotation=60, labelsize=7)
+    ax.set_xlabel("")
+    ax.set_title("Concept localization on held-out toy-shapes scenes (2-3 objects)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    torch.manual_seed(0)
+    res = {"cost": cost()}
+    c = res["cost"]
+    print(f"symmetric KL + FINCH on {c['n']} x {c['n']}: {c['kl_plus_finch_s']:.2f} s = {c['ratio']:.2f}x the two GEMMs "
+          f"({c['two_gemms_s']:.2f} s; bar <= 3); FINCH levels {c['levels']}; peak memory added "
+          f"{c['peak_added_mib']:.0f} MiB = {c['peak_added_in_nxn']:.1f} n x n matrices")
+    model = conceptlab.load("toy-shapes")
+    res["localization"], rows = localization(model)
+    loc = res["localization"]
+    print(f"{loc['scenes']} held-out scenes {loc['objects']}; whole objects passing the end-of-text filter: "
+          f"{loc['objects_passing_eot_filter']:.1%}")
+    print(f"{'method':22s} {'IoU':>6s} {'recall':>7s} {'prec.':>6s} {'N exact':>8s}   paper IoU / recall / precision (CLEVR)")
+    for name, r in loc["table"].items():
+        paper = " / ".join(f"{v:.1f}" for v in PAPER[name]) if name in PAPER else ""
+        print(f"{name:22s} {100 * r['iou']:6.1f} {100 * r['recall']:7.1f} {100 * r['precision']:6.1f} "
+              f"{100 * r['count_exact']:7.1f}%   {paper}")
+    print("count errors of ours (found - true: scenes):", loc["table"]["ours"]["count_errors"])
+    OUT.mkdir(exist_ok=True)
+    figure(rows, OUT / "localization.png")
+    (OUT / "express.json").write_text(json.dumps(res, indent=2))
+    print(f"written to {OUT / 'express.json'} and {OUT / 'localization.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""The localization benchmark (ConceptExpress Table 3 analog) on scenes with ground-truth masks: our method
+with automatic N against k-means and FINCH with a fixed number of clusters, scored by metrics.match_masks."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import metrics
+from ..images import to_tensor
+from .cluster import finch_k, kmeans
+from .localize import aggregate, end_of_text_map, find_concepts, record_attention
+
+
+def label_masks(labels: np.ndarray, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Cluster labels (n,) on `grid` -> (k, H, W) bool masks at image `size` (nearest upsampling)."""
+    k = int(labels.max()) + 1
+    m = torch.from_numpy(np.stack([(labels == c).reshape(grid) for c in range(k)])).float()[:, None]
+    return F.interpolate(m, size=size, mode="nearest")[:, 0].numpy() > 0.5
+
+
+def object_filter(truth: np.ndarray, grid: tuple[int, int]):
+    """A ground-truth stand-in for the end-of-text filter: keep a pre-cluster when most of it lies on objects."""
+    on = F.interpolate(torch.from_numpy(np.any(truth, 0)).float()[None, None], size=grid, mode="area").flatten().numpy()
+    return lambda labels: np.array([on[labels == c].mean() > 0.5 for c in range(int(labels.max()) + 1)])
+
+
+def compare(model, scenes, ks=(2, 3, 4, 5, 6, 7), n_max: int = 10, seed: int = 0) -> list[dict]:
+    """One row per (scene, method): iou, recall, precision, count_error (see metrics.match_masks), n_objects.
+    Methods: "ours" (automatic N), "ours, delta next" (the other reading of delta), "ours, object filter"
+    (ground truth in place of the end-of-text filter: what the filter costs), "k-means k", "FINCH k"."""
+    rows = []
+    for i, s in enumerate(scenes):
+        truth = np.stack(s.masks)
+        x = to_tensor(s.image, model.image_size)
+        cache = record_attention(model, x)
+        a, grid, _ = aggregate(cache)
+        eot = end_of_text_map(cache, model, grid)
+        size = tuple(x.shape[-2:])
+        found = {"ours": find_concepts(a, grid, eot, x, n_max).masks(),
+                 "ours, delta next": find_concepts(a, grid, eot, x, n_max, "next").masks(),
+                 "ours, object filter": find_concepts(a, grid, eot, x, n_max, keep=object_filter(truth, grid)).masks()}
+        for k in ks:
+            found[f"k-means {k}"] = label_masks(kmeans(a, k, seed), grid, size)
+            found[f"FINCH {k}"] = label_masks(finch_k(a, k), grid, size)
+        for name, masks in found.items():
+            rows.append(dict(scene=i, method=name, n_objects=len(s.labels), **metrics.match_masks(masks, truth)))
+    return rows
+
+
+def truth_on_grid(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Ground-truth object masks (G, H, W) -> (n,) object index of every grid cell (-1: background), a cell
+    belonging to the object that covers most of it (area averaging), background when none covers half."""
+    cover = F.interpolate(torch.from_numpy(np.asarray(masks)).float()[:, None], size=grid, mode="area")[:, 0]
+    best, idx = cover.reshape(len(masks), -1).max(0)
+    return np.where(best.numpy() >= 0.5, idx.numpy(), -1)
+
+
+def purity(labels: np.ndarray, truth: np.ndarray) -> float:
+    """Mean over clusters of the share of its cells that belong to its majority truth label (background
+    counts as a label): 1 when no cluster mixes two objects or an object with background."""
+    return float(np.mean([np.bincount(truth[labels == c] + 1).max() / (labels == c).sum()
+                          for c in np.unique(labels)]))
+
+
+def object_separation(attention: torch.Tensor, truth: np.ndarray) -> tuple[float, float]:
+    """Mean symmetric KL between the attention rows of two cells of the same object, and of two different
+    objects: self-attention groups an object's pixels when the first is much smaller."""
+    from .cluster import symmetric_kl
+
+    on = truth >= 0
+    d = symmetric_kl(attention[torch.from_numpy(on)]).numpy()
+    t = truth[on]
+    same = t[:, None] == t[None, :]
+    np.fill_diagonal(same, False)
+    return float(d[same].mean()), float(d[t[:, None] != t[None, :]].mean())
