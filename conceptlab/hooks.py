@@ -386,6 +386,20 @@ class AttentionRecorder(AttentionHook):
         return None
 
 
+class LiveAttention(AttentionHook):
+    """Keeps each selected layer's head-mean attention (B, Q, K) of the latest UNet call, *with* its
+    gradients, in `self.maps` (layer -> tensor): for losses on attention maps (TokenCompose's grounding
+    loss when training toy-shapes, ConceptExpress's EMD alignment when learning tokens)."""
+
+    def __init__(self, model, layers: LayerFilter = None, kind: str = "cross"):
+        super().__init__(model, layers, kind)
+        self.maps: dict[str, torch.Tensor] = {}
+
+    def _listen(self, name, kind, probs):
+        self.maps[name] = probs.mean(1)
+        return None
+
+
 class AttentionEditor(AttentionHook):
     """Prompt-to-prompt reweighting (Hertz et al. 2022) on the same mechanism as recording:
     multiply one token's cross-attention by `scale` (or set it to `value`) in the selected layers and steps.

@@ -110,3 +110,43 @@ def match_masks(pred, truth, threshold: float = 0.5) -> dict:
     hits = int((matched >= threshold).sum())
     return dict(iou=float(matched.sum() / len(g)), recall=hits / len(g), precision=hits / len(p),
                 count_error=len(p) - len(g))
+
+
+def masked_region(image: torch.Tensor, mask) -> torch.Tensor:
+    """(1, 3, H, W) in [-1, 1] and a mask (H, W) -> the region alone, black elsewhere (the stand-in for a SAM
+    segment of the concept)."""
+    m = torch.as_tensor(mask, dtype=torch.bool)
+    return torch.where(m, image, torch.full_like(image, -1.0))
+
+
+def concept_scores(clip, sources: list, per_concept: list, composed: list) -> dict:
+    """ConceptExpress Table 1 on image features of any Clip (toy-clip, or CLIP/DINO-like features).
+    sources: per scene (image (1, 3, H, W), masks (N, H, W)); per_concept: per scene, per concept, the images
+    generated from "a photo of <c_i>" (k, 3, H, W); composed: per scene, the images generated from the
+    prompt that names every concept (k, 3, H, W).
+      sim_i: mean cosine between a concept's masked source region and each of its generations;
+      sim_c: mean cosine between the source image and each composed generation;
+      acc_1, acc_3: a prototype classifier over the masked regions of *all* concepts of all scenes: the
+        share of generations whose own concept is the nearest (among the 3 nearest) prototype."""
+    if not (len(sources) == len(per_concept) == len(composed)) or not sources:
+        raise ValueError("give one entry per scene in sources, per_concept and composed")
+    protos, owner_scene = [], []
+    for s, (image, masks) in enumerate(sources):
+        for m in masks:
+            protos.append(clip.image_features(masked_region(image, m)))
+            owner_scene.append(s)
+    protos = torch.cat(protos)                                                       # (P, D)
+    sim_i, sim_c, top1, top3, p = [], [], [], [], 0
+    for (image, masks), gens, comp in zip(sources, per_concept, composed):
+        if len(gens) != len(masks):
+            raise ValueError(f"{len(masks)} concepts but generations for {len(gens)}")
+        for g in gens:
+            f = clip.image_features(g)                                               # (k, D)
+            sim_i += (f @ protos[p]).tolist()
+            rank = (f @ protos.T).argsort(dim=1, descending=True)
+            top1 += (rank[:, 0] == p).tolist()
+            top3 += (rank[:, :3] == p).any(1).tolist()
+            p += 1
+        sim_c += (clip.image_features(comp) @ clip.image_features(image)[0]).tolist()
+    mean = lambda v: float(sum(v) / len(v))                                           # noqa: E731
+    return dict(sim_i=mean(sim_i), sim_c=mean(sim_c), acc_1=mean(top1), acc_3=mean(top3))

@@ -184,10 +184,11 @@ class Model:
                 raise ValueError(f"prompt is {len(ids)} tokens long but {self.name} reads at most "
                                  f"{tok.model_max_length} (start and end included): shorten it")
         if self.toy:                                    # every known word is one token ending in </w>
-            unknown = [w for w in prompt.lower().replace(",", " , ").split()
-                       if len(ids := self.tokenizer(w, add_special_tokens=False).input_ids) != 1
+            added = self.tokenizer.get_added_vocab()    # or a learned token such as "<c0>"
+            unknown = [w for w in prompt.lower().replace(",", " , ").split() if w not in added and
+                       (len(ids := self.tokenizer(w, add_special_tokens=False).input_ids) != 1
                        or self.tokenizer.convert_ids_to_tokens(ids)[0] in (self.tokenizer.unk_token, None)
-                       or not self.tokenizer.convert_ids_to_tokens(ids)[0].endswith("</w>")]
+                       or not self.tokenizer.convert_ids_to_tokens(ids)[0].endswith("</w>"))]
             if unknown:
                 from .toy.vocab import WORDS
                 raise ValueError(f"{self.name} does not know the word(s) {unknown}; it knows: {', '.join(WORDS)}")

@@ -223,3 +223,53 @@ def test_localize_on_other_backbones(build):
     out = express.localize(model, img, n_max=4)
     assert out.masks().shape[1:] == model.image_size
     assert sum(lv.k for lv in out.levels) > 0
+
+
+# ------------------------------------------------------------------------------------------ scoring and pictures
+def test_match_masks_scores():
+    truth = np.zeros((2, 8, 8), bool)
+    truth[0, :4, :4] = truth[1, 4:, 4:] = True
+    perfect = metrics.match_masks(truth[::-1].copy(), truth)          # order does not matter: Hungarian
+    assert perfect == dict(iou=1.0, recall=1.0, precision=1.0, count_error=0)
+    half = np.zeros((3, 8, 8), bool)
+    half[0, :4, :2] = True                                            # IoU 0.5 with object 0
+    half[1, 4:, 4:] = True                                            # exact on object 1
+    half[2, :, :1] = True                                             # a spare mask
+    r = metrics.match_masks(half, truth)
+    assert r["iou"] == pytest.approx(0.75) and r["recall"] == 1.0 and r["precision"] == pytest.approx(2 / 3)
+    assert r["count_error"] == 1
+    assert metrics.match_masks(np.zeros((0, 8, 8), bool), truth)["recall"] == 0.0
+    with pytest.raises(ValueError, match="mask stacks"):
+        metrics.match_masks(np.zeros((1, 4, 4), bool), truth)
+
+
+def test_ground_truth_on_the_grid():
+    from conceptlab.express.evaluate import label_masks, object_separation, purity, truth_on_grid
+
+    a, _, lab = squares_scene(4)
+    masks = np.stack([np.kron(lab == j, np.ones((2, 2), bool)) for j in range(4)])   # (4, 32, 32)
+    truth = truth_on_grid(masks, (16, 16))
+    assert np.array_equal(truth, lab.flatten())
+    assert purity(lab.flatten(), truth) == 1.0 and purity(np.zeros(256, int), truth) < 0.9
+    within, across = object_separation(a, truth)
+    assert within < across
+    assert np.array_equal(label_masks(lab.flatten() + 1, (16, 16), (32, 32))[1:], masks)
+
+
+def test_localization_figures(toy):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from conceptlab import viz, widgets
+
+    image = shapes.scene("heldout", 6).image
+    loc = express.localize(toy, image)
+    assert len(viz.show_localization(loc).axes) == 5 + len(loc)
+    assert len(viz.show_levels(loc).axes) == len(loc.levels)
+    cache = record_attention(toy, image)
+    assert len(viz.show_layer_contributions(cache, 3, 4).axes) == len(cache.layers("self"))
+    before = len(plt.get_fignums())
+    widgets.n_max_explorer(toy, image, values=(4, 10), static=True)
+    assert len(plt.get_fignums()) == before + 2
+    plt.close("all")

@@ -122,16 +122,11 @@ class Tokens:
 GROUNDED = r"^(down_blocks|up_blocks)\..*attn2$"      # cross-attention at 16x16 and 8x8 (not the 4x4 middle)
 
 
-class CrossAttentionMaps(hooks.AttentionHook):
+class CrossAttentionMaps(hooks.LiveAttention):
     """Keeps each grounded layer's head-mean cross-attention (B, Q, K) of one forward, with gradients."""
 
     def __init__(self, unet):
         super().__init__(unet, layers=GROUNDED, kind="cross")
-        self.maps = {}
-
-    def _listen(self, name, kind, probs):
-        self.maps[name] = probs.mean(1)
-        return None
 
 
 def grounding_loss(maps: dict, objects: torch.Tensor, pairs: list[tuple[int, int, int]]) -> torch.Tensor:

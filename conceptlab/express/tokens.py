@@ -1,0 +1,334 @@
+"""ConceptExpress, part 2: learn one token per concept (Hao et al., ECCV 2024, Sec. 3.3).
+
+    found = express.localize(model, image)
+    learned = express.learn_tokens(model, image, found, steps=500)
+    model2 = learned.apply(model)                      # a copy of the model that knows "<c0>", "<c1>", ...
+    model2.generate("a <c0>")
+    learned.save("tokens/"); express.ConceptTokens.load("tokens/")   # diffusers' load_textual_inversion reads the files
+
+The lookup table: concept i -> (token <c_i>, embedding v_i, mask m_i, attention f_i). Only the new
+embedding rows train (AdamW; every other row is restored after each update); UNet, VAE and the rest of the
+text encoder stay frozen. Three losses:
+- masked denoising (eq. 8): ||(eps - eps_theta(z_t, t, "a photo of <c_i>")) * m_i||^2, t ~ U[0, T);
+- split-and-merge: for the first `split_steps`, g tokens per concept and a supervised contrastive loss
+  (tau 0.07, weight alpha 1e-3) over the normalized split embeddings; then each concept's g tokens merge
+  into their mean;
+- attention alignment (eq. 11): EMD between the token's cross-attention map (averaged over the layers at
+  16x16, or the finest, and over heads; normalized) and f_i on the same grid, ground cost the Euclidean
+  distance between cells, with POT (autograd through the exact solver), weight beta 1e-5.
+After the merge the official code also trains the joint prompt "a photo of <c_0> and <c_1> ..." with the
+union of the masks (`joint=True`).
+"""
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..hooks import LiveAttention
+from ..images import to_tensor
+
+
+@dataclass
+class ConceptTokens:
+    """Learned tokens. tokens: ["<c0>", ...]; embeddings: (N, D); masks: (N, H, W) bool at image size;
+    curves: per-step losses ({"masked": [...], "contrastive": [...], "emd": [...]});
+    split_similarity: per split step, each concept's mean cosine similarity among its g split tokens."""
+    tokens: list[str]
+    embeddings: torch.Tensor
+    masks: np.ndarray
+    curves: dict = field(default_factory=dict)
+    split_similarity: list = field(default_factory=list)
+    settings: dict = field(default_factory=dict)
+
+    def apply(self, model):
+        """A new Model whose tokenizer and text encoder (copies) know the learned tokens; UNet, VAE and
+        scheduler are shared. The model passed in is not modified."""
+        from ..models import Model
+
+        tok, enc = copy.deepcopy(model.tokenizer), copy.deepcopy(model.text_encoder)
+        ids = add_tokens(tok, enc, self.tokens)
+        with torch.no_grad():
+            enc.get_input_embeddings().weight[ids] = self.embeddings.to(enc.dtype)
+        return Model(_replace(model.pipe, tokenizer=tok, text_encoder=enc), f"{model.name}+{len(self.tokens)} tokens",
+                     toy=model.toy)
+
+    def save(self, folder) -> list[Path]:
+        """One safetensors file per token, {token: embedding (D,)}: the format diffusers'
+        `pipe.load_textual_inversion(path, token=...)` reads; plus tokens.json (masks, curves, settings)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i, (t, e) in enumerate(zip(self.tokens, self.embeddings)):
+            paths.append(folder / f"concept_{i}.safetensors")
+            save_file({t: e.detach().contiguous().clone()}, paths[-1])
+        (folder / "tokens.json").write_text(json.dumps(dict(
+            tokens=self.tokens, masks=self.masks.astype(int).tolist(), curves=self.curves,
+            split_similarity=self.split_similarity, settings=self.settings)))
+        return paths
+
+    @classmethod
+    def load(cls, folder) -> "ConceptTokens":
+        from safetensors.torch import load_file
+
+        folder = Path(folder)
+        if not (folder / "tokens.json").exists():
+            raise FileNotFoundError(f"{folder} holds no tokens.json: pass a folder written by ConceptTokens.save")
+        meta = json.loads((folder / "tokens.json").read_text())
+        emb = [load_file(folder / f"concept_{i}.safetensors")[t] for i, t in enumerate(meta["tokens"])]
+        return cls(meta["tokens"], torch.stack(emb), np.array(meta["masks"], bool), meta["curves"],
+                   meta["split_similarity"], meta["settings"])
+
+
+def _replace(pipe, **parts):
+    """The same pipeline class over the same components, with some replaced (no copy of the others)."""
+    import inspect
+
+    comps = {**pipe.components, **parts}
+    kw = {"requires_safety_checker": False} if "requires_safety_checker" in inspect.signature(type(pipe)).parameters else {}
+    new = type(pipe)(**comps, **kw)
+    new.set_progress_bar_config(disable=True)
+    return new
+
+
+def add_tokens(tokenizer, text_encoder, tokens: list[str]) -> list[int]:
+    """Add placeholder tokens to a tokenizer and grow the text encoder's embedding table; returns their ids."""
+    clash = [t for t in tokens if t in tokenizer.get_vocab()]
+    if clash:
+        raise ValueError(f"the tokenizer already has {clash}: choose other placeholder names")
+    tokenizer.add_tokens(tokens)
+    text_encoder.resize_token_embeddings(len(tokenizer))
+    return tokenizer.convert_tokens_to_ids(tokens)
+
+
+def as_concepts(concepts, size: tuple[int, int]) -> tuple[np.ndarray, list[torch.Tensor | None]]:
+    """A Localization, a list of Concepts, or masks (N, H, W) -> (masks (N, H, W) bool, distributions or None)."""
+    from .localize import Localization
+
+    if isinstance(concepts, Localization):
+        concepts = concepts.concepts
+    if isinstance(concepts, (list, tuple)) and concepts and hasattr(concepts[0], "mask"):
+        return np.stack([c.mask for c in concepts]), [c.distribution for c in concepts]
+    masks = np.asarray(concepts)
+    if masks.ndim != 3 or masks.shape[1:] != tuple(size) or not len(masks):
+        raise ValueError(f"concepts must be a Localization, a list of Concepts, or masks (N, {size[0]}, {size[1]}); "
+                         f"got {getattr(masks, 'shape', type(concepts).__name__)}")
+    if not masks.reshape(len(masks), -1).any(1).all():
+        raise ValueError("a concept mask is empty: every concept needs at least one pixel")
+    return masks.astype(bool), [None] * len(masks)
+
+
+def cell_cost(grid: tuple[int, int]) -> torch.Tensor:
+    """Euclidean distance between the cells of a grid: the EMD's ground cost (n, n), in cells."""
+    ys, xs = torch.meshgrid(torch.arange(grid[0]), torch.arange(grid[1]), indexing="ij")
+    pts = torch.stack([ys.flatten(), xs.flatten()], 1).float()
+    return torch.cdist(pts, pts)
+
+
+def to_grid(m: torch.Tensor, src: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
+    """A non-negative map (n_src,) on `src` -> a distribution (n,) on `grid` (area or bilinear resizing)."""
+    x = m.float().reshape(1, 1, *src)
+    mode = "area" if grid[0] <= src[0] else "bilinear"
+    x = F.interpolate(x, size=grid, mode=mode, **({} if mode == "area" else {"align_corners": False})).flatten()
+    x = x.clamp_min(0)
+    return x / x.sum().clamp_min(1e-12)
+
+
+def supervised_contrastive(emb: torch.Tensor, labels: torch.Tensor, tau: float = 0.07) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020) over normalized embeddings (m, D) with concept labels (m,):
+    mean over anchors and positives of -log softmax over all others of cos/tau."""
+    z = F.normalize(emb, dim=1)
+    sim = z @ z.T / tau
+    self_mask = torch.eye(len(z), dtype=torch.bool)
+    sim = sim.masked_fill(self_mask, float("-inf"))
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    pos = (labels[:, None] == labels[None, :]) & ~self_mask
+    return -(log_prob.masked_fill(~pos, 0).sum(1) / pos.sum(1).clamp_min(1)).mean()
+
+
+class TokenTable:
+    """The lookup table being learned: copies of the tokenizer and text encoder with the placeholder tokens
+    added (split tokens <c_i_k> and final tokens <c_i>); only `trainable` rows may change."""
+
+    def __init__(self, model, n: int, g: int, split_merge: bool, gen: torch.Generator):
+        self.tok, self.enc = copy.deepcopy(model.tokenizer), copy.deepcopy(model.text_encoder)
+        self.final = [f"<c{i}>" for i in range(n)]
+        self.split = [[f"<c{i}_{k}>" for k in range(g)] for i in range(n)] if split_merge else [[t] for t in self.final]
+        scale_rows = len(self.tok)                                # the original rows set the init scale
+        self.ids_final = add_tokens(self.tok, self.enc, self.final)
+        self.ids_split = [add_tokens(self.tok, self.enc, s) for s in self.split] if split_merge else \
+            [[i] for i in self.ids_final]
+        self.enc.requires_grad_(False)
+        self.weight = self.enc.get_input_embeddings().weight
+        with torch.no_grad():                                     # random initialization, at the table's scale
+            scale = self.weight[:scale_rows].std()
+            for row in self.split_rows:
+                self.weight[row] = torch.randn(self.weight.shape[1], generator=gen) * scale
+        self.frozen = self.weight.detach().clone()
+        self.weight.requires_grad_(True)
+        self.trainable = torch.zeros(len(self.weight), dtype=torch.bool)
+        self.trainable[self.split_rows] = True
+
+    @property
+    def split_rows(self) -> list[int]:
+        return [i for ids in self.ids_split for i in ids]
+
+    def merge(self) -> None:
+        """Split-and-merge: each concept's g split embeddings -> their mean, now the only trainable rows."""
+        with torch.no_grad():
+            for fin, ids in zip(self.ids_final, self.ids_split):
+                self.weight[fin] = self.weight[ids].mean(0)
+        self.frozen = self.weight.detach().clone()
+        self.trainable[:] = False
+        self.trainable[self.ids_final] = True
+
+    def encode(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (hidden states (1, L, D) with gradients to the table, token ids (L,))."""
+        ids = self.tok(prompt, padding="max_length", max_length=self.tok.model_max_length, truncation=True,
+                       return_tensors="pt").input_ids
+        return self.enc(ids)[0], ids[0]
+
+    def restore(self) -> None:
+        """After an update: every row that is not being learned goes back to its value."""
+        with torch.no_grad():
+            self.weight[~self.trainable] = self.frozen[~self.trainable]
+
+
+def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 100, g: int = 5,
+                 lr: float = 5e-4, weight_decay: float = 1e-2, tau: float = 0.07, alpha: float = 1e-3,
+                 beta: float = 1e-5, split_merge: bool = True, align: bool = True, joint: bool = True,
+                 template: str | None = None, seed: int = 0, progress: bool = True) -> ConceptTokens:
+    """Learn one token per concept of `image` (PIL, uint8 array, or tensor in [-1, 1]).
+    concepts: a Localization (from localize), its concepts, or masks (N, H, W) (then f_i is the mask itself).
+    template: the prompt around a token ("a photo of {}" on real models; "a {}" on the toy models, whose
+    vocabulary has no "photo"). split_merge=False, align=False, joint=False: Break-A-Scene-dagger.
+    Deterministic for a seed on the CPU. The model passed in is not modified."""
+    from tqdm.auto import tqdm
+
+    if model.kind != "sd":
+        raise ValueError(f"learn_tokens supports SD 1.x/2.x-family models (one text encoder); {model.name} is {model.kind}")
+    for name, v in dict(steps=steps, g=g).items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if split_merge and not 0 < split_steps < steps:
+        raise ValueError(f"split_steps must be between 1 and steps - 1 ({steps - 1}), got {split_steps}")
+    x = to_tensor(image, model.image_size)
+    masks, dists = as_concepts(concepts, tuple(x.shape[-2:]))
+    n = len(masks)
+    template = template or ("a {}" if model.toy else "a photo of {}")
+    g = g if split_merge else 1
+    gen = torch.Generator().manual_seed(seed)
+    table = TokenTable(model, n, g, split_merge, gen)
+
+    with torch.no_grad():                                   # the image and its flip, latents and masks
+        z = torch.cat([model.encode(x), model.encode(torch.flip(x, dims=[-1]))])           # (2, C, h, w)
+    m_lat = F.interpolate(torch.from_numpy(masks).float()[:, None], size=tuple(z.shape[-2:]), mode="area")[:, 0]
+    m_lat = torch.stack([m_lat, torch.flip(m_lat, dims=[-1])], 1)                          # (N, 2, h, w)
+    f = [[_distribution(dists[i], masks[i], flipped) for flipped in (0, 1)] for i in range(n)]   # f_i, per flip
+    v_pred = model.scheduler.config.get("prediction_type", "epsilon") == "v_prediction"
+    alphas, T = model.alphas_cumprod, len(model.alphas_cumprod)
+    curves, sims = {"masked": [], "contrastive": [], "emd": []}, []
+    opt = torch.optim.AdamW([table.weight], lr=lr, weight_decay=weight_decay)
+    listen = LiveAttention(model.unet, kind="cross")
+    flags = [p.requires_grad for p in model.unet.parameters()]
+    model.unet.requires_grad_(False)                        # frozen (restored below)
+    try:
+        with listen:
+            for step in tqdm(range(steps), desc="learning tokens", disable=not progress):
+                merged = not split_merge or step >= split_steps
+                if split_merge and step == split_steps:
+                    table.merge()
+                    opt = torch.optim.AdamW([table.weight], lr=lr, weight_decay=weight_decay)
+                # which prompt: one concept's token (a random split token before the merge), or the joint prompt
+                k = int(torch.randint(n + int(joint and merged and n > 1), (1,), generator=gen))
+                flip = int(torch.randint(2, (1,), generator=gen))
+                if k == n:
+                    word, mask = " and ".join(table.final), m_lat[:, flip].amax(0)
+                else:
+                    split = table.split[k][int(torch.randint(len(table.split[k]), (1,), generator=gen))]
+                    word, mask = (table.final[k] if merged else split), m_lat[k, flip]
+                t = int(torch.randint(T, (1,), generator=gen))
+                z0 = z[flip:flip + 1]
+                noise = torch.randn(z0.shape, generator=gen)
+                z_t = alphas[t].sqrt() * z0 + (1 - alphas[t]).sqrt() * noise
+                hidden, ids = table.encode(template.format(word))
+                pred = model.unet(z_t, t, encoder_hidden_states=hidden).sample
+                target = alphas[t].sqrt() * noise - (1 - alphas[t]).sqrt() * z0 if v_pred else noise
+                masked = (((pred - target) * mask) ** 2).sum() / (mask.sum() * pred.shape[1]).clamp_min(1)  # eq. 8
+                loss, con, emd = masked, torch.zeros(()), torch.zeros(())
+                if not merged:                                  # supervised contrastive over the split tokens
+                    labels = torch.arange(n).repeat_interleave(g)
+                    con = supervised_contrastive(table.weight[table.split_rows], labels, tau)
+                    loss = loss + alpha * con
+                if align and k < n:                             # eq. 11 on this token's cross-attention
+                    a, grid = _token_map(listen.maps, int((ids == table.tok.convert_tokens_to_ids(word)).nonzero()[0, 0]))
+                    b = to_grid(f[k][flip], _grid_of(dists[k], masks[k]), grid)
+                    emd = emd_loss(a, b, grid)
+                    loss = loss + beta * emd
+                opt.zero_grad()
+                loss.backward()
+                table.weight.grad[~table.trainable] = 0
+                opt.step()
+                table.restore()                                 # only the learned rows change
+                if not merged:
+                    sims.append([float(_mean_pairwise_cos(table.weight[ids].detach())) for ids in table.ids_split])
+                for key, v in (("masked", masked), ("contrastive", con), ("emd", emd)):
+                    curves[key].append(float(v.detach()))
+    finally:
+        for p, flag in zip(model.unet.parameters(), flags):
+            p.requires_grad_(flag)
+    emb = table.weight.detach()[table.ids_final].clone()
+    settings = dict(steps=steps, split_steps=split_steps if split_merge else 0, g=g, lr=lr, weight_decay=weight_decay,
+                    tau=tau, alpha=alpha, beta=beta, split_merge=split_merge, align=align, joint=joint,
+                    template=template, seed=seed, model=model.name)
+    return ConceptTokens(table.final, emb, masks, curves, sims, settings)
+
+
+def emd_loss(a: torch.Tensor, b: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Earth mover's distance between two distributions on a grid (n,), ground cost = Euclidean distance
+    between cells (eq. 11). POT's exact solver with the torch backend: differentiable in a and b."""
+    import ot
+
+    a = a.double() / a.sum()
+    b = b.double() / b.sum()
+    return ot.emd2(a, b, cell_cost(grid).double())
+
+
+def _token_map(maps: dict, position: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The token's cross-attention (n,) averaged over the layers at 16x16 (the finest when there are none)
+    and over heads (LiveAttention keeps head means), and its grid."""
+    grids = {name: int(round(a.shape[1] ** 0.5)) for name, a in maps.items()}
+    side = 16 if 16 in grids.values() else max(grids.values())
+    sel = [a[0, :, position] for name, a in maps.items() if grids[name] == side]
+    return torch.stack(sel).mean(0), (side, side)
+
+
+def _grid_of(dist, mask) -> tuple[int, int]:
+    if dist is None:
+        return tuple(mask.shape)
+    side = int(round(len(dist) ** 0.5))
+    return (side, side)
+
+
+def _distribution(dist, mask, flipped: int) -> torch.Tensor:
+    """f_i (n,) on its grid (or the mask as a distribution), mirrored for the flipped image."""
+    if dist is None:
+        d = torch.from_numpy(np.asarray(mask, np.float32))
+    else:
+        side = int(round(len(dist) ** 0.5))
+        d = dist.float().reshape(side, side)
+    return (torch.flip(d, dims=[-1]) if flipped else d).flatten()
+
+
+def _mean_pairwise_cos(e: torch.Tensor) -> torch.Tensor:
+    z = F.normalize(e, dim=1)
+    s = z @ z.T
+    k = len(z)
+    return (s.sum() - k) / max(k * (k - 1), 1)

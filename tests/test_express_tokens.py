@@ -1,0 +1,110 @@
+"""ConceptExpress token learning: the lookup table, the losses, save/load in diffusers' format, scores."""
+import numpy as np
+import pytest
+import torch
+
+import conceptlab
+from conceptlab import express, metrics
+from conceptlab.express.tokens import ConceptTokens, emd_loss, supervised_contrastive
+from conceptlab.images import to_tensor
+from conceptlab.models import Model
+from conceptlab.toy import tiny
+from conceptlab.worlds import shapes
+
+SCENE = next(s for s in shapes.scenes("heldout", 20) if len(s.labels) == 2)
+
+
+@pytest.fixture(scope="module")
+def learned(toy):
+    return express.learn_tokens(toy, SCENE.image, np.stack(SCENE.masks), steps=10, split_steps=4, g=3, progress=False)
+
+
+def test_only_the_new_rows_learn_and_the_model_is_untouched(toy, learned):
+    before_len = len(toy.tokenizer)
+    table = toy.text_encoder.get_input_embeddings().weight.detach().clone()
+    flags = [p.requires_grad for p in toy.unet.parameters()]
+    again = express.learn_tokens(toy, SCENE.image, np.stack(SCENE.masks), steps=10, split_steps=4, g=3, progress=False)
+    assert len(toy.tokenizer) == before_len                                     # the model passed in is not modified
+    assert torch.equal(toy.text_encoder.get_input_embeddings().weight, table)
+    assert [p.requires_grad for p in toy.unet.parameters()] == flags
+    assert torch.equal(again.embeddings, learned.embeddings)                   # deterministic for a seed
+    assert learned.tokens == ["<c0>", "<c1>"] and learned.embeddings.shape == (2, table.shape[1])
+    model2 = learned.apply(toy)
+    new = model2.text_encoder.get_input_embeddings().weight
+    assert torch.equal(new[: len(table)], table)                               # every old row as it was
+    ids = model2.tokenizer.convert_tokens_to_ids(learned.tokens)
+    assert torch.equal(new[ids], learned.embeddings)
+    assert model2.unet is toy.unet and len(toy.tokenizer) == before_len
+    assert model2.generate("a <c0> and a <c1>", steps=2).size == (32, 32)     # the toy's prompt check knows them
+
+
+def test_curves_and_split_tokens(learned):
+    assert len(learned.curves["masked"]) == 10 and all(np.isfinite(learned.curves["masked"]))
+    assert all(c > 0 for c in learned.curves["contrastive"][:4]) and learned.curves["contrastive"][4:] == [0.0] * 6
+    assert len(learned.split_similarity) == 4 and len(learned.split_similarity[0]) == 2
+    assert any(e > 0 for e in learned.curves["emd"])
+
+
+def test_save_load_and_diffusers_reads_the_files(learned, tmp_path):
+    paths = learned.save(tmp_path)
+    back = ConceptTokens.load(tmp_path)
+    assert back.tokens == learned.tokens and torch.equal(back.embeddings, learned.embeddings)
+    assert np.array_equal(back.masks, learned.masks) and back.settings == learned.settings
+    fresh = conceptlab.load("toy-shapes")
+    fresh.pipe.load_textual_inversion([str(p) for p in paths], token=learned.tokens)
+    ids = fresh.tokenizer.convert_tokens_to_ids(learned.tokens)
+    assert torch.allclose(fresh.text_encoder.get_input_embeddings().weight[ids], learned.embeddings)
+    with pytest.raises(FileNotFoundError, match="tokens.json"):
+        ConceptTokens.load(tmp_path / "nothing")
+
+
+def test_break_a_scene_dagger_configuration(toy):
+    bas = express.learn_tokens(toy, SCENE.image, np.stack(SCENE.masks), steps=4, split_merge=False, align=False,
+                               joint=False, progress=False)
+    assert bas.split_similarity == [] and bas.curves["emd"] == [0.0] * 4 and bas.curves["contrastive"] == [0.0] * 4
+
+
+def test_losses():
+    e = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert supervised_contrastive(e, labels) < supervised_contrastive(e, torch.tensor([0, 1, 0, 1]))
+    a = torch.zeros(16, requires_grad=True)
+    b = torch.zeros(16)
+    with torch.no_grad():
+        a[0] = 1.0
+    b[3] = 1.0                                                                   # 3 cells to the right on a 4x4 grid
+    d = emd_loss(a + 0, b, (4, 4))
+    assert float(d.detach()) == pytest.approx(3.0) and float(emd_loss(b, b, (4, 4))) == pytest.approx(0.0)
+    d.backward()
+    assert a.grad is not None and torch.isfinite(a.grad).all()
+
+
+def test_bad_inputs(toy):
+    masks = np.stack(SCENE.masks)
+    with pytest.raises(ValueError, match="empty"):
+        express.learn_tokens(toy, SCENE.image, np.zeros((1, 32, 32), bool), steps=2, split_steps=1, progress=False)
+    with pytest.raises(ValueError, match="masks"):
+        express.learn_tokens(toy, SCENE.image, masks[:, :16], steps=2, split_steps=1, progress=False)
+    with pytest.raises(ValueError, match="steps"):
+        express.learn_tokens(toy, SCENE.image, masks, steps=0, progress=False)
+    with pytest.raises(ValueError, match="split_steps"):
+        express.learn_tokens(toy, SCENE.image, masks, steps=10, split_steps=10, progress=False)
+    with pytest.raises(ValueError, match="SD 1.x/2.x"):
+        express.learn_tokens(Model(tiny.sdxl(), "tiny-sdxl"), np.zeros((16, 16, 3), np.uint8), np.ones((1, 16, 16), bool),
+                             steps=2, split_steps=1)
+
+
+def test_concept_scores(toy_clip):
+    scenes = [s for s in shapes.scenes("heldout", 12) if len(s.labels) >= 2][:3]
+    sources = [(to_tensor(s.image), np.stack(s.masks)) for s in scenes]
+    # generations that are the masked sources themselves: perfect similarity and accuracy
+    per = [[metrics.masked_region(x, m).repeat(2, 1, 1, 1) for m in masks] for x, masks in sources]
+    comp = [x.repeat(2, 1, 1, 1) for x, _ in sources]
+    r = metrics.concept_scores(toy_clip, sources, per, comp)
+    assert r["sim_i"] == pytest.approx(1.0, abs=1e-5) and r["sim_c"] == pytest.approx(1.0, abs=1e-5)
+    assert r["acc_1"] == 1.0 and r["acc_3"] == 1.0
+    # every generation is the first scene's first concept: only those are classified right
+    wrong = [[per[0][0]] * len(masks) for _, masks in sources]
+    r = metrics.concept_scores(toy_clip, sources, wrong, comp)
+    n = sum(len(m) for _, m in sources)
+    assert r["acc_1"] == pytest.approx(1 / n) and r["sim_i"] < 1.0
