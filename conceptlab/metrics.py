@@ -82,15 +82,9 @@ def edit_quality(clip, edited: torch.Tensor, inputs: torch.Tensor, prompts: list
                 psnr=float(psnr(edited, inputs).mean()), ssim=float(ssim(edited, inputs).mean()))
 
 
-def match_masks(pred, truth, threshold: float = 0.5) -> dict:
-    """Localization scores of predicted masks against ground-truth masks (ConceptExpress Table 3), after a
-    Hungarian matching that maximizes the total IoU (scipy's linear_sum_assignment).
-    pred (P, H, W), truth (G, H, W): bool. Returns
-      iou: mean over true objects of the IoU of the predicted mask matched to it (0 when none is),
-      recall: share of true objects matched with IoU >= threshold (the concepts discovered),
-      precision: share of predicted masks matched with IoU >= threshold (the predictions that are concepts),
-      count_error: P - G.
-    The paper's Appendix B is not in our copy; these are our definitions, the usual ones for this protocol."""
+def hungarian(pred, truth) -> tuple:
+    """Match predicted masks (P, H, W) to true masks (G, H, W), bool, maximizing the total IoU (scipy's
+    linear_sum_assignment). Returns (pred index, truth index, IoU) arrays of the matched pairs."""
     import numpy as np
     from scipy.optimize import linear_sum_assignment
 
@@ -100,16 +94,30 @@ def match_masks(pred, truth, threshold: float = 0.5) -> dict:
     if len(g) == 0:
         raise ValueError("truth holds no mask: give at least one ground-truth object")
     if len(p) == 0:
-        return dict(iou=0.0, recall=0.0, precision=0.0, count_error=-len(g))
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
     pf, gf = p.reshape(len(p), -1).astype(np.float64), g.reshape(len(g), -1).astype(np.float64)
     inter = pf @ gf.T
     union = pf.sum(1)[:, None] + gf.sum(1)[None, :] - inter
     iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)              # (P, G)
     rows, cols = linear_sum_assignment(iou, maximize=True)
-    matched = iou[rows, cols]
+    return rows, cols, iou[rows, cols]
+
+
+def match_masks(pred, truth, threshold: float = 0.5) -> dict:
+    """Localization scores of predicted masks against ground-truth masks (ConceptExpress Table 3), after the
+    Hungarian matching of `hungarian`. pred (P, H, W), truth (G, H, W): bool. Returns
+      iou: mean over true objects of the IoU of the predicted mask matched to it (0 when none is),
+      recall: share of true objects matched with IoU >= threshold (the concepts discovered),
+      precision: share of predicted masks matched with IoU >= threshold (the predictions that are concepts),
+      count_error: P - G.
+    The paper's Appendix B is not in our copy; these are our definitions, the usual ones for this protocol."""
+    _, _, matched = hungarian(pred, truth)
+    n_pred, n_true = len(pred), len(truth)
+    if n_pred == 0:
+        return dict(iou=0.0, recall=0.0, precision=0.0, count_error=-n_true)
     hits = int((matched >= threshold).sum())
-    return dict(iou=float(matched.sum() / len(g)), recall=hits / len(g), precision=hits / len(p),
-                count_error=len(p) - len(g))
+    return dict(iou=float(matched.sum() / n_true), recall=hits / n_true, precision=hits / n_pred,
+                count_error=n_pred - n_true)
 
 
 def masked_region(image: torch.Tensor, mask) -> torch.Tensor:

@@ -231,6 +231,8 @@ def test_match_masks_scores():
     truth[0, :4, :4] = truth[1, 4:, 4:] = True
     perfect = metrics.match_masks(truth[::-1].copy(), truth)          # order does not matter: Hungarian
     assert perfect == dict(iou=1.0, recall=1.0, precision=1.0, count_error=0)
+    rows, cols, ious = metrics.hungarian(truth[::-1].copy(), truth)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (1, 0)] and (ious == 1).all()
     half = np.zeros((3, 8, 8), bool)
     half[0, :4, :2] = True                                            # IoU 0.5 with object 0
     half[1, 4:, 4:] = True                                            # exact on object 1

@@ -74,3 +74,20 @@ def object_separation(attention: torch.Tensor, truth: np.ndarray) -> tuple[float
     same = t[:, None] == t[None, :]
     np.fill_diagonal(same, False)
     return float(d[same].mean()), float(d[t[:, None] != t[None, :]].mean())
+
+
+def concepts_from_masks(model, image, masks) -> list:
+    """Ground-truth masks (N, H, W) -> Concepts whose distribution f_i is the mean aggregated self-attention
+    over the mask's cells (what `localize` gives its own concepts): token learning on known concepts."""
+    from .localize import Concept
+
+    x = to_tensor(image, model.image_size)
+    a, grid, _ = aggregate(record_attention(model, x))
+    out = []
+    for m in np.asarray(masks, bool):
+        cells = F.interpolate(torch.from_numpy(m).float()[None, None], size=grid, mode="area").flatten() >= 0.5
+        if not cells.any():                                     # a tiny object: its most covered cell
+            cells = F.interpolate(torch.from_numpy(m).float()[None, None], size=grid, mode="area").flatten()
+            cells = cells == cells.max()
+        out.append(Concept(m, cells.numpy().reshape(grid), a[cells].mean(0), ["ground-truth mask"]))
+    return out

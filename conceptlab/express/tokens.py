@@ -104,7 +104,7 @@ def add_tokens(tokenizer, text_encoder, tokens: list[str]) -> list[int]:
     if clash:
         raise ValueError(f"the tokenizer already has {clash}: choose other placeholder names")
     tokenizer.add_tokens(tokens)
-    text_encoder.resize_token_embeddings(len(tokenizer))
+    text_encoder.resize_token_embeddings(len(tokenizer), mean_resizing=False)   # rows are set by the caller
     return tokenizer.convert_tokens_to_ids(tokens)
 
 

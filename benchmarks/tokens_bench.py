@@ -1,0 +1,98 @@
+"""ConceptExpress token learning on toy-shapes, against the bars of the token-learning issue.
+
+    .venv/bin/python benchmarks/tokens_bench.py             # about 35 minutes on 2 cores
+
+Held-out scenes with 2-3 objects; the concepts are the ground-truth masks (SAM's stand-in), each with its
+mean self-attention distribution f_i. For each scene, tokens are learned 500 steps by ConceptExpress and by
+Break-A-Scene-dagger (and, on the first ABLATION scenes, by the two middle rows of the ablation); each
+token generates GEN images from "a <c_i>" and the composed prompt GEN images; scores: SIM^I, SIM^C, ACC^1,
+ACC^3 in toy-clip image features (metrics.concept_scores), and the oracle's presence of the concept's
+object in its token's generations. Extract-then-scale: ScalingConcept with each ConceptExpress token as
+the concept prompt, omega 0..5; the oracle's presence of the target object and of the others.
+Writes benchmarks/results/tokens.json.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import conceptlab
+from conceptlab import express, inversion, metrics, scaling
+from conceptlab.express.evaluate import concepts_from_masks
+from conceptlab.images import to_tensor
+from conceptlab.worlds import oracle, shapes
+
+OUT = Path(__file__).parent / "results"
+SCENES, ABLATION, GEN, GEN_STEPS = 20, 8, 6, 25
+METHODS = {"BaS-dagger": dict(split_merge=False, align=False, joint=False),
+           "+ split-and-merge": dict(split_merge=True, align=False),
+           "+ attention alignment": dict(split_merge=False, align=True),
+           "ConceptExpress": dict()}
+OMEGAS = [0.0, 1.0, 2.0, 3.0, 5.0]
+
+
+def generations(model, prompt: str, seed: int) -> torch.Tensor:
+    return torch.cat([to_tensor(model.generate(prompt, steps=GEN_STEPS, guidance=5.0, seed=seed + k)) for k in range(GEN)])
+
+
+def main():
+    torch.manual_seed(0)
+    model = conceptlab.load("toy-shapes")
+    clip = conceptlab.load_clip("toy-clip")
+    scenes = [s for s in shapes.scenes("heldout", 4 * SCENES, start=300) if len(s.labels) >= 2][:SCENES]
+    per = {m: dict(sources=[], per_concept=[], composed=[], present=[], seconds=[]) for m in METHODS}
+    scale_rows = []
+    for j, s in enumerate(scenes):
+        concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
+        for name, kw in METHODS.items():
+            if name in ("+ split-and-merge", "+ attention alignment") and j >= ABLATION:
+                continue
+            t0 = time.perf_counter()
+            learned = express.learn_tokens(model, s.image, concepts, steps=500, seed=j, progress=False, **kw)
+            per[name]["seconds"].append(time.perf_counter() - t0)
+            m2 = learned.apply(model)
+            gens = [generations(m2, f"a {t}", 100 * j) for t in learned.tokens]
+            per[name]["sources"].append((to_tensor(s.image), np.stack(s.masks)))
+            per[name]["per_concept"].append(gens)
+            per[name]["composed"].append(generations(m2, "a " + " and a ".join(learned.tokens), 100 * j + 50))
+            per[name]["present"] += [oracle.is_present(im, lab) for g, lab in zip(gens, s.labels) for im in g]
+            if name == "ConceptExpress":
+                for i, (t, lab) in enumerate(zip(learned.tokens, s.labels)):
+                    inv = inversion.invert(m2, s.image, f"a {t}", steps=50)
+                    ims = scaling.sweep(m2, inv, f"a {t}", OMEGAS, steps=50)
+                    others = [l for k, l in enumerate(s.labels) if k != i]
+                    scale_rows.append(dict(target=[oracle.presence(im, lab) for im in ims],
+                                           others=[float(np.mean([oracle.presence(im, o) for o in others])) for im in ims]))
+        print(f"scene {j + 1}/{len(scenes)} {s.labels}: " + ", ".join(
+            f"{m} {np.mean(v['present'][-GEN * len(s.labels):]):.0%}" for m, v in per.items() if v["sources"]), flush=True)
+    res = dict(scenes=len(scenes), ablation_scenes=ABLATION, generations_per_prompt=GEN, steps=500, table={})
+    for name, v in per.items():
+        scores = metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"])
+        per_scene = [metrics.concept_scores(clip, [a], [b], [c]) for a, b, c in zip(v["sources"], v["per_concept"], v["composed"])]
+        res["table"][name] = dict(scenes=len(v["sources"]), **scores,
+                                  spread={k: float(np.std([p[k] for p in per_scene])) for k in ("sim_i", "sim_c")},
+                                  oracle_present=float(np.mean(v["present"])), seconds_median=float(np.median(v["seconds"])))
+    # the same comparison on the ablation scenes only, so that all four rows share their scenes
+    res["table_ablation_scenes"] = {name: metrics.concept_scores(clip, v["sources"][:ABLATION], v["per_concept"][:ABLATION],
+                                                                 v["composed"][:ABLATION]) for name, v in per.items()}
+    t = np.array([r["target"] for r in scale_rows])
+    o = np.array([r["others"] for r in scale_rows])
+    res["extract_then_scale"] = dict(omegas=OMEGAS, concepts=len(scale_rows), target=t.mean(0).tolist(), others=o.mean(0).tolist())
+    print(f"{'method':24s} {'SIM^I':>6s} {'SIM^C':>6s} {'ACC^1':>6s} {'ACC^3':>6s} {'oracle':>7s} {'s/500 steps':>11s}")
+    for name, r in res["table"].items():
+        print(f"{name:24s} {r['sim_i']:6.3f} {r['sim_c']:6.3f} {r['acc_1']:6.3f} {r['acc_3']:6.3f} {r['oracle_present']:7.0%} "
+              f"{r['seconds_median']:11.1f}   ({r['scenes']} scenes)")
+    print("extract-then-scale, omega " + " / ".join(f"{w:g}" for w in OMEGAS) + ": target presence "
+          + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["target"]) + "; others "
+          + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["others"]))
+    OUT.mkdir(exist_ok=True)
+    (OUT / "tokens.json").write_text(json.dumps(res, indent=2))
+    print(f"written to {OUT / 'tokens.json'}")
+
+
+if __name__ == "__main__":
+    main()
