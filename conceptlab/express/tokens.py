@@ -109,13 +109,14 @@ def add_tokens(tokenizer, text_encoder, tokens: list[str]) -> list[int]:
 
 
 def as_concepts(concepts, size: tuple[int, int]) -> tuple[np.ndarray, list[torch.Tensor | None]]:
-    """A Localization, a list of Concepts, or masks (N, H, W) -> (masks (N, H, W) bool, distributions or None)."""
+    """A Localization, a list of Concepts, or masks (N, H, W) -> (masks (N, H, W) bool, per concept its
+    distribution f_i as a map (h, w) on its attention grid, or None for bare masks)."""
     from .localize import Localization
 
     if isinstance(concepts, Localization):
         concepts = concepts.concepts
     if isinstance(concepts, (list, tuple)) and concepts and hasattr(concepts[0], "mask"):
-        return np.stack([c.mask for c in concepts]), [c.distribution for c in concepts]
+        return np.stack([c.mask for c in concepts]), [c.distribution.view(c.grid_mask.shape) for c in concepts]
     masks = np.asarray(concepts)
     if masks.ndim != 3 or masks.shape[1:] != tuple(size) or not len(masks):
         raise ValueError(f"concepts must be a Localization, a list of Concepts, or masks (N, {size[0]}, {size[1]}); "
@@ -311,19 +312,12 @@ def _token_map(maps: dict, position: int) -> tuple[torch.Tensor, tuple[int, int]
 
 
 def _grid_of(dist, mask) -> tuple[int, int]:
-    if dist is None:
-        return tuple(mask.shape)
-    side = int(round(len(dist) ** 0.5))
-    return (side, side)
+    return tuple(mask.shape) if dist is None else tuple(dist.shape)
 
 
 def _distribution(dist, mask, flipped: int) -> torch.Tensor:
     """f_i (n,) on its grid (or the mask as a distribution), mirrored for the flipped image."""
-    if dist is None:
-        d = torch.from_numpy(np.asarray(mask, np.float32))
-    else:
-        side = int(round(len(dist) ** 0.5))
-        d = dist.float().reshape(side, side)
+    d = torch.from_numpy(np.asarray(mask, np.float32)) if dist is None else dist.float()
     return (torch.flip(d, dims=[-1]) if flipped else d).flatten()
 
 
