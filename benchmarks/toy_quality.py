@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 import conceptlab
-from conceptlab import inversion
+from conceptlab import inversion, metrics
+from conceptlab.images import to_tensor
 from conceptlab.models import EMBEDDED
 from conceptlab.worlds import oracle, shapes
 
@@ -24,12 +25,11 @@ OUT = Path(__file__).parent / "results"
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
-    return float(10 * torch.log10(4 / ((a - b) ** 2).mean()))
+    return float(metrics.psnr(a, b)[0])
 
 
 def as_tensor(s) -> torch.Tensor:
-    return torch.from_numpy(s.image).permute(2, 0, 1)[None].float() / 127.5 - 1
+    return to_tensor(s.image)
 
 
 def oracle_accuracy(model, n=300):
