@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 import conceptlab
 from conceptlab.express.cluster import finch, symmetric_kl
+from conceptlab.hooks import resize_grid
 from conceptlab.express.evaluate import compare
 from conceptlab.express.localize import end_of_text_map, record_attention
 from conceptlab.worlds import shapes
@@ -66,7 +66,7 @@ def objects_passing(model, scenes) -> float:
         cache = record_attention(model, s.image)
         grid = cache.finest("self")
         e = end_of_text_map(cache, model, grid).reshape(grid).numpy()
-        objs = F.interpolate(torch.from_numpy(np.stack(s.masks)).float()[:, None], size=grid, mode="area")[:, 0].numpy() > 0.5
+        objs = resize_grid(torch.from_numpy(np.stack(s.masks)).float(), grid).numpy() > 0.5
         ok += [e[o].mean() > e.mean() for o in objs if o.any()]
     return float(np.mean(ok))
 

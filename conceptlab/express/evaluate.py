@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics
+from ..hooks import resize_grid
 from ..images import to_tensor
 from .cluster import finch_k, kmeans
 from .localize import aggregate, end_of_text_map, find_concepts, record_attention
@@ -21,7 +22,7 @@ def label_masks(labels: np.ndarray, grid: tuple[int, int], size: tuple[int, int]
 
 def object_filter(truth: np.ndarray, grid: tuple[int, int]):
     """A ground-truth stand-in for the end-of-text filter: keep a pre-cluster when most of it lies on objects."""
-    on = F.interpolate(torch.from_numpy(np.any(truth, 0)).float()[None, None], size=grid, mode="area").flatten().numpy()
+    on = resize_grid(torch.from_numpy(np.any(truth, 0)).float(), grid).flatten().numpy()
     return lambda labels: np.array([on[labels == c].mean() > 0.5 for c in range(int(labels.max()) + 1)])
 
 
@@ -51,7 +52,7 @@ def compare(model, scenes, ks=(2, 3, 4, 5, 6, 7), n_max: int = 10, seed: int = 0
 def truth_on_grid(masks: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
     """Ground-truth object masks (G, H, W) -> (n,) object index of every grid cell (-1: background), a cell
     belonging to the object that covers most of it (area averaging), background when none covers half."""
-    cover = F.interpolate(torch.from_numpy(np.asarray(masks)).float()[:, None], size=grid, mode="area")[:, 0]
+    cover = resize_grid(torch.from_numpy(np.asarray(masks)).float(), grid)
     best, idx = cover.reshape(len(masks), -1).max(0)
     return np.where(best.numpy() >= 0.5, idx.numpy(), -1)
 
@@ -85,9 +86,9 @@ def concepts_from_masks(model, image, masks) -> list:
     a, grid, _ = aggregate(record_attention(model, x))
     out = []
     for m in np.asarray(masks, bool):
-        cells = F.interpolate(torch.from_numpy(m).float()[None, None], size=grid, mode="area").flatten() >= 0.5
+        cover = resize_grid(torch.from_numpy(m).float(), grid).flatten()
+        cells = cover >= 0.5
         if not cells.any():                                     # a tiny object: its most covered cell
-            cells = F.interpolate(torch.from_numpy(m).float()[None, None], size=grid, mode="area").flatten()
-            cells = cells == cells.max()
+            cells = cover == cover.max()
         out.append(Concept(m, cells.numpy().reshape(grid), a[cells].mean(0), ["ground-truth mask"]))
     return out

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..hooks import LiveAttention
+from ..hooks import LiveAttention, resize_grid
 from ..images import to_tensor
 
 
@@ -134,11 +134,9 @@ def cell_cost(grid: tuple[int, int]) -> torch.Tensor:
 
 
 def to_grid(m: torch.Tensor, src: tuple[int, int], grid: tuple[int, int]) -> torch.Tensor:
-    """A non-negative map (n_src,) on `src` -> a distribution (n,) on `grid` (area or bilinear resizing)."""
-    x = m.float().reshape(1, 1, *src)
-    mode = "area" if grid[0] <= src[0] else "bilinear"
-    x = F.interpolate(x, size=grid, mode=mode, **({} if mode == "area" else {"align_corners": False})).flatten()
-    x = x.clamp_min(0)
+    """A non-negative map (n_src,) on `src` -> a distribution (n,) on `grid` (hooks.resize_grid: area when
+    shrinking, bilinear when growing)."""
+    x = resize_grid(m.float().reshape(*src), grid).flatten().clamp_min(0)
     return x / x.sum().clamp_min(1e-12)
 
 
