@@ -3,6 +3,7 @@
     import conceptlab
     model = conceptlab.load("toy-shapes")      # an embedded Stable-Diffusion-shaped model, offline, CPU
     clip = conceptlab.load_clip("toy-clip")    # an embedded CLIP for zero-shot scores
+    sound = conceptlab.load("toy-sounds")      # an embedded text-to-spectrogram model; generate -> (waveform, rate)
 """
 from .clip import Clip, load_clip
 from .models import Condition, Model, ModelNotAvailableError, load

@@ -3,6 +3,12 @@
     model = conceptlab.load("toy-shapes")            # the embedded model (offline, CPU, seconds)
     model = conceptlab.load("stabilityai/stable-diffusion-2-1-base")   # a real checkpoint you have
     image = model.generate("a red circle on grass", steps=50, guidance=5.0, seed=0)
+    sound = conceptlab.load("toy-sounds")            # the embedded sound model (or "cvssp/audioldm2")
+    wave, sr = sound.generate("a siren and rain")    # a waveform (T,) and its sample rate
+
+A sound model is the same face on spectrogram images (time x mel bands): `encode` takes a waveform and
+`decode` gives one back (Griffin-Lim for toy-sounds, the HiFi-GAN vocoder for AudioLDM 2), so inversion and
+concept scaling run on sounds unchanged.
 
 The face: `encode_text` (the null prompt "" included), `eps(z, t, cond)` for a batch of conditions in
 one UNet forward, `encode` an image to a latent and `decode` back, the scheduler's `timesteps` and
@@ -11,6 +17,7 @@ one UNet forward, `encode` an image to a latent and `decode` back, the scheduler
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +27,9 @@ import torch
 from .images import to_pil, to_tensor
 
 EMBEDDED = Path(__file__).parent / "toy" / "weights"
-EMBEDDED_NAMES = ("toy-shapes",)
-TRAIN_COMMAND = {"toy-shapes": "python -m conceptlab.toy.train shapes", "toy-clip": "python -m conceptlab.toy.train shapes --stage clip"}
+EMBEDDED_NAMES = ("toy-shapes", "toy-sounds")
+TRAIN_COMMAND = {"toy-shapes": "python -m conceptlab.toy.train shapes", "toy-clip": "python -m conceptlab.toy.train shapes --stage clip",
+                 "toy-sounds": "python -m conceptlab.toy.train sounds --vae-steps 700 --unet-steps 4000 --batch 32"}
 
 
 @contextlib.contextmanager
@@ -93,10 +101,13 @@ def from_pretrained(cls, name: str, is_local: bool, **kw):
 @dataclass
 class Condition:
     """Text conditioning for a batch of prompts: `hidden` (B, L, D) for the UNet's cross-attention;
-    SDXL adds `pooled` (B, 1280) and `time_ids` (B, 6)."""
+    SDXL adds `pooled` (B, 1280) and `time_ids` (B, 6); AudioLDM 2's second stream is `hidden_2` (B, L2, D2),
+    the T5 states, with their attention mask `mask_2` (B, L2) (`hidden` is then GPT-2's 8 generated vectors)."""
     hidden: torch.Tensor
     pooled: torch.Tensor | None = None
     time_ids: torch.Tensor | None = None
+    hidden_2: torch.Tensor | None = None
+    mask_2: torch.Tensor | None = None
 
     def __len__(self):
         return self.hidden.shape[0]
@@ -105,33 +116,47 @@ class Condition:
     def cat(conds: list["Condition"]) -> "Condition":
         def c(xs):
             return None if xs[0] is None else torch.cat(xs)
-        return Condition(c([x.hidden for x in conds]), c([x.pooled for x in conds]), c([x.time_ids for x in conds]))
+        hidden_2, mask_2 = [x.hidden_2 for x in conds], [x.mask_2 for x in conds]
+        if hidden_2[0] is not None:            # T5 pads each batch to its longest prompt: pad to a common length
+            n = max(h.shape[1] for h in hidden_2)
+            hidden_2 = [torch.nn.functional.pad(h, (0, 0, 0, n - h.shape[1])) for h in hidden_2]
+            mask_2 = [torch.nn.functional.pad(m, (0, n - m.shape[1])) for m in mask_2]
+        return Condition(c([x.hidden for x in conds]), c([x.pooled for x in conds]), c([x.time_ids for x in conds]),
+                         c(hidden_2), c(mask_2))
 
     def repeat(self, n: int) -> "Condition":
         def r(x):
             return None if x is None else x.repeat_interleave(n, 0)
-        return Condition(r(self.hidden), r(self.pooled), r(self.time_ids))
+        return Condition(r(self.hidden), r(self.pooled), r(self.time_ids), r(self.hidden_2), r(self.mask_2))
 
 
 class Model:
-    """The face over one diffusers pipeline (SD 1.x/2.x or SDXL). Build it with `conceptlab.load`."""
+    """The face over one diffusers pipeline (SD 1.x/2.x, SDXL, AudioLDM 2, or toy-sounds' spectrogram SD).
+    Build it with `conceptlab.load`. `audio` is None for image models; for sound models it is an AudioFrontEnd."""
 
-    def __init__(self, pipe, name: str, toy: bool = False):
-        from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
+    def __init__(self, pipe, name: str, toy: bool = False, audio=None):
+        from diffusers import AudioLDM2Pipeline, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
         if isinstance(pipe, StableDiffusionXLPipeline):
             self.kind = "sdxl"
         elif isinstance(pipe, StableDiffusionPipeline):
             self.kind = "sd"
+        elif isinstance(pipe, AudioLDM2Pipeline):
+            self.kind = "audioldm2"
         else:
             raise ValueError(
-                f"{type(pipe).__name__} is not supported yet: conceptlab's model face covers "
-                "StableDiffusionPipeline (SD 1.x/2.x, toy-shapes) and StableDiffusionXLPipeline. "
-                "AudioLDM 2 comes with the audio work.")
+                f"{type(pipe).__name__} is not supported: conceptlab's model face covers StableDiffusionPipeline "
+                "(SD 1.x/2.x, toy-shapes, toy-sounds), StableDiffusionXLPipeline and AudioLDM2Pipeline.")
         if not isinstance(pipe.scheduler, DDIMScheduler):   # every method here steps with DDIM
             raise ValueError(f"conceptlab steps with DDIM but this pipeline has {type(pipe.scheduler).__name__}: set "
                              "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config) (conceptlab.load does)")
-        self.pipe, self.name, self.toy = pipe, name, toy    # toy: an embedded model, with a closed vocabulary
+        if self.kind == "audioldm2" and audio is None:
+            from .audio import AudioFrontEnd
+            audio = AudioFrontEnd.for_audioldm2(pipe)
+        self.pipe, self.name, self.toy, self.audio = pipe, name, toy, audio    # toy: embedded, closed vocabulary
+        for part in pipe.components.values():            # a pipeline built in code is in train mode: no dropout here
+            if isinstance(part, torch.nn.Module):
+                part.eval()
         self._null: Condition | None = None
 
     # ------------------------------------------------------------------------------ properties
@@ -145,14 +170,23 @@ class Model:
 
     @property
     def image_size(self) -> tuple[int, int]:
-        """(height, width) in pixels of the images the model makes and encodes."""
-        s = self.unet.config.sample_size * self.pipe.vae_scale_factor
-        return (s, s)
+        """(height, width) in pixels of the images the model makes and encodes; for a sound model, of its
+        spectrogram image: (frames, mel bands)."""
+        if self.audio is not None:
+            return (self.audio.frames, self.audio.n_mels)
+        s = self.unet.config.sample_size
+        h, w = (s, s) if isinstance(s, int) else s
+        return (h * self.pipe.vae_scale_factor, w * self.pipe.vae_scale_factor)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
-        s = self.unet.config.sample_size
-        return (self.unet.config.in_channels, s, s)
+        h, w = self.image_size
+        f = self.pipe.vae_scale_factor
+        return (self.unet.config.in_channels, h // f, w // f)
+
+    @property
+    def is_audio(self) -> bool:
+        return self.audio is not None
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:
@@ -167,6 +201,9 @@ class Model:
 
     def __repr__(self):
         n = sum(p.numel() for p in self.unet.parameters()) / 1e6
+        if self.is_audio:
+            return (f"Model({self.name!r}, kind={self.kind}, sound={self.audio.seconds:g} s at {self.audio.sample_rate} Hz, "
+                    f"spectrogram={self.image_size}, unet={n:.1f}M params)")
         return f"Model({self.name!r}, kind={self.kind}, image={self.image_size}, unet={n:.1f}M params)"
 
     # ------------------------------------------------------------------------------------ text
@@ -178,7 +215,7 @@ class Model:
         if not prompt.strip() and not allow_empty:
             raise ValueError("prompt is empty: say what to generate, e.g. 'a red circle on grass' "
                              "(the null prompt '' is used for guidance automatically)")
-        for tok in [self.tokenizer] + ([self.pipe.tokenizer_2] if self.kind == "sdxl" else []):
+        for tok in [self.tokenizer] + ([self.pipe.tokenizer_2] if self.kind in ("sdxl", "audioldm2") else []):
             ids = tok(prompt).input_ids
             if len(ids) > tok.model_max_length:
                 raise ValueError(f"prompt is {len(ids)} tokens long but {self.name} reads at most "
@@ -190,8 +227,9 @@ class Model:
                        or self.tokenizer.convert_ids_to_tokens(ids)[0] in (self.tokenizer.unk_token, None)
                        or not self.tokenizer.convert_ids_to_tokens(ids)[0].endswith("</w>"))]
             if unknown:
-                from .toy.vocab import WORDS
-                raise ValueError(f"{self.name} does not know the word(s) {unknown}; it knows: {', '.join(WORDS)}")
+                known = sorted(t[:-4] for t in self.tokenizer.get_vocab() if t.endswith("</w>") and t[:-4].isalpha()
+                               and (len(t) > 5 or t == "a</w>"))
+                raise ValueError(f"{self.name} does not know the word(s) {unknown}; it knows: {', '.join(known)}")
         return prompt
 
     @torch.no_grad()
@@ -203,6 +241,9 @@ class Model:
         if self.kind == "sd":
             hidden, _ = self.pipe.encode_prompt(prompts, self.device, 1, False)
             return Condition(hidden)
+        if self.kind == "audioldm2":                    # the whole chain, CLAP + T5 -> GPT-2, on every prompt
+            t5, mask, generated = self.pipe.encode_prompt(prompts, self.device, 1, False)
+            return Condition(generated, hidden_2=t5, mask_2=mask)
         hidden, _, pooled, _ = self.pipe.encode_prompt(prompts, device=self.device, do_classifier_free_guidance=False)
         h, w = self.image_size
         tid = torch.tensor([[h, w, 0, 0, h, w]], dtype=hidden.dtype, device=self.device).repeat(len(prompts), 1)
@@ -225,6 +266,9 @@ class Model:
         if len(cond) != z.shape[0]:
             raise ValueError(f"{z.shape[0]} latents but {len(cond)} conditions: give one condition per latent, or one for all")
         t = torch.as_tensor(t, device=z.device)
+        if self.kind == "audioldm2":
+            return self.unet(z, t, encoder_hidden_states=cond.hidden, encoder_hidden_states_1=cond.hidden_2,
+                             encoder_attention_mask_1=cond.mask_2).sample
         added = None
         if self.kind == "sdxl":
             added = {"text_embeds": cond.pooled, "time_ids": cond.time_ids}
@@ -239,16 +283,28 @@ class Model:
     @torch.no_grad()
     def encode(self, image, sample: bool = False, seed: int = 0) -> torch.Tensor:
         """Image (PIL, uint8 array, or tensor in [-1, 1]) -> scaled latent (B, C, h, w): the posterior's
-        mean (or a seeded sample) times the VAE's scaling factor."""
-        x = to_tensor(image, self.image_size).to(self.device, self.vae.dtype)
+        mean (or a seeded sample) times the VAE's scaling factor. A sound model takes a waveform instead
+        ((T,) or (B, T) at its sample rate, numpy or torch, or a sounds-world Mixture)."""
+        if self.is_audio:
+            x = self.audio.to_image(getattr(image, "waveform", image)).to(self.device, self.vae.dtype)
+        else:
+            x = to_tensor(image, self.image_size).to(self.device, self.vae.dtype)
         dist = self.vae.encode(x).latent_dist
         z = dist.sample(torch.Generator().manual_seed(seed)) if sample else dist.mean
         return z * self.vae.config.scaling_factor
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Scaled latent (B, C, h, w) -> image tensor (B, 3, H, W) in [-1, 1]."""
+        """Scaled latent (B, C, h, w) -> image tensor (B, 3, H, W) in [-1, 1]; a sound model gives the waveform
+        (B, T) (see `decode_spectrogram` for the spectrogram image)."""
+        if self.is_audio:
+            return self.audio.to_waveform(self.decode_spectrogram(z), self.pipe)
         return self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+
+    @torch.no_grad()
+    def decode_spectrogram(self, z: torch.Tensor) -> torch.Tensor:
+        """A sound model's latent (B, C, h, w) -> its spectrogram image (B, 1, frames, mels)."""
+        return self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.float()
 
     def to_pil(self, x: torch.Tensor):
         return to_pil(x)
@@ -268,6 +324,8 @@ class Model:
         _check_steps(steps)
         if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 50:
             raise ValueError(f"guidance must be a number in [0, 50] (1 = no guidance, 5 = default), got {guidance!r}")
+        if self.is_audio:
+            return self._generate_sound(prompts, steps, guidance, seed, negative_prompt, isinstance(prompt, str))
         h, w = self.image_size
         out = self.pipe(prompts, num_inference_steps=steps, guidance_scale=float(guidance), height=h, width=w,
                         negative_prompt=None if negative_prompt is None else [negative_prompt] * len(prompts),
@@ -278,6 +336,18 @@ class Model:
             return x
         images = to_pil(x)
         return images[0] if isinstance(prompt, str) else images
+
+
+    def _generate_sound(self, prompts, steps, guidance, seed, negative_prompt, single):
+        """Sound models: seeded noise, DDIM with classifier-free guidance (conceptlab's own sampler, the same
+        for toy-sounds and AudioLDM 2), then decode -> (waveform (T,) or (B, T), sample rate)."""
+        from .inversion import sample
+
+        z = torch.randn((len(prompts), *self.latent_shape), generator=torch.Generator().manual_seed(seed))
+        null = self.null() if negative_prompt is None else self.encode_text(negative_prompt)
+        z0 = sample(self, z.to(self.device, self.dtype), self.encode_text(prompts), steps, float(guidance), null=null)
+        wave = self.decode(z0)
+        return (wave[0] if single else wave), self.audio.sample_rate
 
 
 def predict_x0(z: torch.Tensor, eps: torch.Tensor, abar) -> torch.Tensor:
@@ -304,5 +374,10 @@ def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: to
         from diffusers import DDIMScheduler
         pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
-    toy = Path(path, "TRAINING.json").exists()        # written by conceptlab.toy.train
-    return Model(pipe.to(device), str(name), toy=toy)
+    recipe = Path(path, "TRAINING.json")              # written by conceptlab.toy.train
+    toy = recipe.exists()
+    front = None
+    if toy and "audio" in (meta := json.loads(recipe.read_text())):      # toy-sounds: a spectrogram model
+        from .audio import AudioFrontEnd
+        front = AudioFrontEnd.for_toy(**meta["audio"])
+    return Model(pipe.to(device), str(name), toy=toy, audio=front)

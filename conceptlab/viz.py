@@ -188,3 +188,55 @@ def show_localization(loc, size_in: float = 1.7):
         ax[5 + j].set_title(f"concept {j}", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------------------- sound
+def show_spectrograms(waves, titles=None, sample_rate: int = 16000, bands: bool = True, size: tuple = (3.0, 2.2),
+                      suptitle: str | None = None):
+    """Log-mel spectrograms (time across, 64 mel bands up) of waveforms (T,) (or a batch (B, T)), one panel
+    each; bands=True marks each sound kind's frequency band (the oracle's support) on the left."""
+    from . import audio
+    from .worlds import sounds
+
+    if not isinstance(waves, (list, tuple)):                     # one waveform (T,) or a batch (B, T)
+        waves = list(torch.as_tensor(np.asarray(waves, np.float32)).reshape(-1, np.shape(waves)[-1]))
+    n = len(waves)
+    fig, axes = plt.subplots(1, n, figsize=(size[0] * n, size[1]), squeeze=False)
+    mels = audio.N_MELS
+    hz_to_bin = lambda f: mels * 2595 * np.log10(1 + f / 700) / (2595 * np.log10(1 + audio.F_MAX / 700))  # noqa: E731
+    for k, (ax, w) in enumerate(zip(axes[0], waves)):
+        spec = audio.log_mel(torch.as_tensor(np.asarray(w, np.float32)).reshape(-1), sample_rate)[0]
+        seconds = spec.shape[-1] * audio.HOP / sample_rate
+        ax.imshow(spec.numpy(), origin="lower", aspect="auto", cmap="magma", vmin=-11.5, vmax=8,
+                  extent=(0, seconds, 0, mels))
+        ax.set_xlabel("seconds", fontsize=7); ax.tick_params(labelsize=6)
+        ax.set_yticks([])
+        if bands:
+            for kind, (_, (lo, hi)) in sounds.KINDS.items():
+                ax.axhspan(hz_to_bin(lo), hz_to_bin(hi), xmin=0, xmax=0.03, color="white", alpha=0.8)
+                if k == 0:
+                    ax.text(-0.02 * seconds, hz_to_bin((lo + hi) / 2), kind, fontsize=6, ha="right", va="center")
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_source_presence(rows: dict, title: str | None = None, size: tuple = (5.5, 2.4)):
+    """Grouped bars: rows {setting: {kind: oracle presence}}, one group per kind, one bar per setting;
+    the dashed line at 1 is "all of the clean source"."""
+    import pandas as pd
+    import seaborn as sns
+
+    df = pd.DataFrame([dict(setting=s, kind=k, presence=p) for s, d in rows.items() for k, p in d.items()])
+    fig, ax = plt.subplots(figsize=size)
+    sns.barplot(df, x="kind", y="presence", hue="setting", ax=ax)
+    ax.axhline(1.0, color="grey", ls="--", lw=0.8)
+    ax.set_ylabel("oracle presence\n(1 = the clean source)", fontsize=8); ax.set_xlabel("")
+    ax.legend(fontsize=7, frameon=False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -8,6 +8,12 @@ toy-shapes is a Stable-Diffusion-shaped pipeline on 32x32 scenes:
   CLIPTokenizer   the world's words, one token each (vocab.py)
   DDIMScheduler   SD's scaled-linear betas (0.00085 .. 0.012, 1000 steps), epsilon prediction
 toy-clip is a transformers CLIPModel (ViT with 4x4 patches on 32x32 images, same text tower size).
+
+toy-sounds is the same kind of pipeline on log-mel spectrograms, laid out as AudioLDM 2 lays them out
+(time as height, 64 mel bands as width), as 1-channel 208 x 64 images (2 s, frames padded to a multiple of 8):
+  AutoencoderKL   208x64x1 <-> 52x16x4 latents (two down-samplings, 16/32/32 channels, no attention)
+  UNet            52x16 latents; attention (self + cross) at 26x8, 13x4 and the 13x4 middle; blocks (32, 64, 64)
+  CLIPTextModel   as toy-shapes', over the sounds vocabulary
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from . import vocab
 
 LATENT = SIZE // 2
 TEXT_WIDTH = 64
+SOUND_FRAMES, SOUND_MELS = 208, 64             # toy-sounds' spectrogram "image": (1, 208, 64)
 
 
 def vae() -> AutoencoderKL:
@@ -40,8 +47,26 @@ def unet() -> UNet2DConditionModel:
     )
 
 
-def text_config(vocab_size: int) -> CLIPTextConfig:
-    tok = vocab.tokenizer()
+def sound_vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        in_channels=1, out_channels=1, latent_channels=4, sample_size=SOUND_FRAMES,
+        down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(16, 32, 32), layers_per_block=1, norm_num_groups=16, mid_block_add_attention=False,
+    )
+
+
+def sound_unet() -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=(SOUND_FRAMES // 4, SOUND_MELS // 4), in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=16,
+        cross_attention_dim=TEXT_WIDTH, attention_head_dim=4,
+    )
+
+
+def text_config(vocab_size: int, vocab_dir=vocab.VOCAB_DIR) -> CLIPTextConfig:
+    tok = vocab.tokenizer(vocab_dir)
     return CLIPTextConfig(
         vocab_size=vocab_size, hidden_size=TEXT_WIDTH, intermediate_size=4 * TEXT_WIDTH,
         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=vocab.MAX_LENGTH,
@@ -50,8 +75,8 @@ def text_config(vocab_size: int) -> CLIPTextConfig:
     )
 
 
-def text_encoder() -> CLIPTextModel:
-    return CLIPTextModel(text_config(len(vocab.tokenizer())))
+def text_encoder(vocab_dir=vocab.VOCAB_DIR) -> CLIPTextModel:
+    return CLIPTextModel(text_config(len(vocab.tokenizer(vocab_dir)), vocab_dir))
 
 
 def scheduler(kind: str = "ddim"):

@@ -6,6 +6,8 @@ words. Weights are random (seeded): these pipelines check plumbing and shapes, n
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
@@ -92,10 +94,34 @@ def _word_tokenizer(cls, pad: str, extra: list[str]):
                model_max_length=vocab.MAX_LENGTH)
 
 
-def audioldm2():
+def file_tokenizers(out: Path):
+    """RoBERTa's and T5's tokenizers from vocabulary files made here, as a downloaded checkpoint has them:
+    byte-level BPE vocab.json + merges.txt (RoBERTa's format) and a SentencePiece unigram model (T5's kind),
+    both trained with `tokenizers` on the toy and sounds vocabularies (no sentencepiece package needed)."""
+    from tokenizers import ByteLevelBPETokenizer, SentencePieceUnigramTokenizer
+    from transformers import RobertaTokenizerFast, T5TokenizerFast
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    words = list(vocab.WORDS) + list(vocab.SOUND_WORDS)
+    text = [" ".join(words[i:i + 6]) for i in range(0, len(words), 3)]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(text, vocab_size=600, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(out))                                     # vocab.json + merges.txt
+    roberta = RobertaTokenizerFast.from_pretrained(out, model_max_length=vocab.MAX_LENGTH)   # reads the two files
+    unigram = SentencePieceUnigramTokenizer()
+    unigram.train_from_iterator(text * 4, vocab_size=120, special_tokens=["<pad>", "</s>", "<unk>"], unk_token="<unk>")
+    unigram.save(str(out / "t5_unigram.json"))
+    t5 = T5TokenizerFast(tokenizer_file=str(out / "t5_unigram.json"), pad_token="<pad>", eos_token="</s>",
+                         unk_token="<unk>", extra_ids=0, model_max_length=vocab.MAX_LENGTH)
+    return roberta, t5
+
+
+def audioldm2(vocab_dir: Path | None = None):
     """A tiny random AudioLDM2Pipeline: CLAP text branch, T5 encoder, projection, GPT-2 that generates 8
-    conditioning vectors, the two-stream UNet above, a 1-channel mel VAE and a HiFi-GAN vocoder. Tokenizers
-    are word-level over the toy vocabulary (built in code, no files from a hub)."""
+    conditioning vectors, the two-stream UNet above, a 1-channel mel VAE and a HiFi-GAN vocoder with AudioLDM 2's
+    framing. Tokenizers are word-level over the toy vocabulary built in code, or, with vocab_dir, read from
+    vocabulary files written there (file_tokenizers)."""
     from diffusers import AudioLDM2Pipeline
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2ProjectionModel
     from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig,
@@ -103,8 +129,11 @@ def audioldm2():
                               SpeechT5HifiGanConfig, T5Config, T5EncoderModel, T5TokenizerFast)
 
     torch.manual_seed(0)
-    roberta = _word_tokenizer(RobertaTokenizerFast, "<pad>", [])
-    t5 = _word_tokenizer(T5TokenizerFast, "<pad>", [])
+    if vocab_dir is None:
+        roberta = _word_tokenizer(RobertaTokenizerFast, "<pad>", [])
+        t5 = _word_tokenizer(T5TokenizerFast, "<pad>", [])
+    else:
+        roberta, t5 = file_tokenizers(vocab_dir)
     text = ClapTextConfig(vocab_size=len(roberta), hidden_size=16, intermediate_size=32, num_attention_heads=2,
                           num_hidden_layers=1, max_position_embeddings=vocab.MAX_LENGTH + 2, pad_token_id=0,
                           bos_token_id=2, eos_token_id=3, projection_dim=16)
@@ -121,8 +150,9 @@ def audioldm2():
     vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=1, out_channels=1, latent_channels=4,
                         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
                         norm_num_groups=16)
-    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=8, sampling_rate=16000, upsample_initial_channel=16,
-                                                    upsample_rates=[2, 2], upsample_kernel_sizes=[4, 4],
+    # AudioLDM 2's framing: 64 mel bands, 160 samples per frame (8 x 5 x 4), at 16 kHz
+    vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=16,
+                                                    upsample_rates=[8, 5, 4], upsample_kernel_sizes=[16, 10, 8],
                                                     resblock_kernel_sizes=[3, 7], resblock_dilation_sizes=[[1, 3, 5], [1, 3, 5]],
                                                     normalize_before=False))
     return AudioLDM2Pipeline(vae=vae, text_encoder=clap, text_encoder_2=t5_encoder, projection_model=projection,

@@ -3,6 +3,7 @@
     python -m conceptlab.toy.train shapes            # VAE, then UNet + text encoder, then toy-clip
     python -m conceptlab.toy.train shapes --stage clip --clip-steps 3000
     python -m conceptlab.toy.train shapes --smoke    # a few steps of every stage into a temp folder
+    python -m conceptlab.toy.train sounds            # toy-sounds: VAE, then UNet + text encoder (no clip)
 
 The UNet's loss is epsilon prediction (min-SNR-5 weighted) plus, with weight --grounding, TokenCompose's
 token loss that ties each object word's cross-attention to its mask. The shipped toy-shapes was made by
@@ -31,7 +32,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import hooks
-from ..worlds import shapes
+from .. import audio
+from ..worlds import shapes, sounds
 from . import nets, vocab
 
 WEIGHTS = Path(__file__).parent / "weights"
@@ -62,6 +64,37 @@ def world_data(n: int, workdir: Path) -> dict:
 
 def to_float(images_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_u8).float() / 127.5 - 1
+
+
+def sound_data(n: int, workdir: Path) -> dict:
+    """The first n train mixtures as toy-sounds' spectrogram images, float16 (n, 1, 208, 64) in about
+    [-1, 1] (audio.spectrogram_image), and each mixture's kinds."""
+    cache = workdir / f"sounds_{n}.npz"
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        return dict(images=z["images"], kinds=[k.split("|") for k in z["kinds"]])
+    images, kinds = [], []
+    for start in tqdm(range(0, n, 500), desc="rendering the sounds train split", mininterval=5):
+        mixes = sounds.mixtures("train", min(500, n - start), start=start)
+        spec = audio.log_mel(np.stack([m.waveform for m in mixes]))
+        images.append(audio.spectrogram_image(spec, nets.SOUND_FRAMES).half().numpy())
+        kinds += [m.kinds for m in mixes]
+    out = dict(images=np.concatenate(images), kinds=kinds)
+    workdir.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, images=out["images"], kinds=np.array(["|".join(k) for k in kinds]))
+    return out
+
+
+def sound_caption(kinds: list[str], rng: np.random.Generator) -> str:
+    """A caption for one mixture: empty (10%), every source in a random order (60%), or a random
+    non-empty subset of its sources (30%), so that one source's phrase alone means "this is in it"."""
+    u = rng.random()
+    if u < 0.10:
+        return ""
+    order = [kinds[int(i)] for i in rng.permutation(len(kinds))]
+    if u < 0.70:
+        return sounds.caption_for(order)
+    return sounds.caption_for(order[:int(rng.integers(1, len(kinds) + 1))])
 
 
 def objects_of(labels: list[str]) -> list[shapes.ShapeObject]:
@@ -171,21 +204,20 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float):
 
 
 # ----------------------------------------------------------------------------------------- stages
-def train_vae(data, args, workdir: Path):
-    """AutoencoderKL: MSE + L1 reconstruction, a tiny KL (1e-6) as in SD's VAE."""
+def train_vae(x_all: torch.Tensor, vae, args, workdir: Path):
+    """AutoencoderKL `vae` on images x_all (N, C, H, W) in [-1, 1]: MSE + L1 reconstruction, a tiny KL (1e-6)
+    as in SD's VAE."""
     ck_path = workdir / "vae.ckpt"
-    vae = nets.vae()
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     g = torch.Generator().manual_seed(args.seed)
     step = 0
     if (ck := load_ckpt(ck_path)) is not None:
         vae.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); g.set_state(ck["rng"]); step = ck["step"]
-    x_all = to_float(data["images"])
     bar = tqdm(total=args.vae_steps, initial=step, desc="VAE", mininterval=2)
     while step < args.vae_steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.vae_steps, args.vae_lr)
-        x = x_all[torch.randint(len(x_all), (args.vae_batch,), generator=g)]
+        x = x_all[torch.randint(len(x_all), (args.vae_batch,), generator=g)].float()
         post = vae.encode(x).latent_dist
         z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
         rec = vae.decode(z).sample
@@ -198,17 +230,34 @@ def train_vae(data, args, workdir: Path):
     bar.close()
     # SD's convention: latents are multiplied by 1 / std so that they have unit variance.
     with torch.no_grad():
-        z = torch.cat([vae.encode(x_all[i:i + 512]).latent_dist.mean for i in range(0, min(len(x_all), 4096), 512)])
+        z = torch.cat([vae.encode(x_all[i:i + 512].float()).latent_dist.mean for i in range(0, min(len(x_all), 4096), 512)])
     vae.register_to_config(scaling_factor=float(1 / z.std()))
     return vae.eval()
 
 
-def train_unet(data, vae, args, workdir: Path):
-    """UNet + CLIP text encoder on epsilon prediction, 10% empty captions; EMA weights are exported."""
+def shapes_captions(data):
+    """toy-shapes' caption sampler for train_unet: (scene indices, rng, Tokens) -> (captions, grounding pairs)."""
+    def captions(idx: list[int], rng: np.random.Generator, tokens: Tokens):
+        caps, named = zip(*[training_caption(data["labels"][i], data["backgrounds"][i], rng) for i in idx])
+        pairs = [(j, k + 1, pos) for j, (c, ks, i) in enumerate(zip(caps, named, idx))
+                 for k, pc, ps in word_positions(tokens.words(c), data["labels"][i], ks) for pos in (pc, ps)]
+        return list(caps), pairs
+    return captions
+
+
+def sounds_captions(data):
+    """toy-sounds' caption sampler for train_unet (no grounding pairs)."""
+    def captions(idx: list[int], rng: np.random.Generator, tokens: Tokens):
+        return [sound_caption(data["kinds"][i], rng) for i in idx], []
+    return captions
+
+
+def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdir: Path, objects=None):
+    """UNet + CLIP text encoder on epsilon prediction over images x_all (N, C, H, W) in [-1, 1], with
+    captions from `captions(indices, rng, tokens)` (see shapes_captions); EMA weights are exported.
+    objects (N, H, W): object maps for the grounding loss (toy-shapes only)."""
     ck_path = workdir / "unet.ckpt"
-    tok = vocab.tokenizer()
     tokens = Tokens(tok)
-    unet, text = nets.unet(), nets.text_encoder()
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text).requires_grad_(False)
@@ -228,23 +277,20 @@ def train_unet(data, vae, args, workdir: Path):
     t_start = time.time()
     # Encode the whole train split once: the posterior's mean and std per image.
     with torch.no_grad():
-        x_all = to_float(data["images"])
-        posts = [vae.encode(x_all[i:i + 512]).latent_dist for i in range(0, len(x_all), 512)]
+        posts = [vae.encode(x_all[i:i + 512].float()).latent_dist for i in range(0, len(x_all), 512)]
         mu, sd = torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
     sf = vae.config.scaling_factor
     alphas = sched.alphas_cumprod
-    objects = torch.from_numpy(data["objects"]).long()
-    grab = CrossAttentionMaps(unet) if args.grounding > 0 else contextlib.nullcontext()
+    ground = args.grounding > 0 and objects is not None
+    objects = None if objects is None else torch.as_tensor(objects).long()
+    grab = CrossAttentionMaps(unet) if ground else contextlib.nullcontext()
     bar = tqdm(total=args.unet_steps, initial=step, desc="UNet + text encoder", mininterval=2)
     while step < args.unet_steps:
         for group in opt.param_groups:
             group["lr"] = lr_at(step, args.unet_steps, args.unet_lr)
         idx = torch.randint(len(mu), (args.batch,), generator=g)
         z0 = (mu[idx] + sd[idx] * torch.randn(mu[idx].shape, generator=g)) * sf
-        caps, named = zip(*[training_caption(data["labels"][i], data["backgrounds"][i], rng) for i in idx.tolist()])
-        caps = list(caps)
-        pairs = [(j, k + 1, pos) for j, (c, ks, i) in enumerate(zip(caps, named, idx.tolist()))
-                 for k, pc, ps in word_positions(tokens.words(c), data["labels"][i], ks) for pos in (pc, ps)]
+        caps, pairs = captions(idx.tolist(), rng, tokens)
         noise = torch.randn(z0.shape, generator=g)
         t = torch.randint(0, sched.config.num_train_timesteps, (args.batch,), generator=g)
         a = alphas[t].view(-1, 1, 1, 1)
@@ -256,7 +302,7 @@ def train_unet(data, vae, args, workdir: Path):
             pred = unet(zt, t, cond).sample
         per = F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3))
         loss = (per * snr.clamp(max=5.0) / snr).mean()
-        g_loss = grounding_loss(grab.maps, objects[idx], pairs) if args.grounding > 0 else torch.zeros(())
+        g_loss = grounding_loss(grab.maps, objects[idx], pairs) if ground else torch.zeros(())
         loss = loss + args.grounding * g_loss
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
@@ -328,14 +374,15 @@ def train_clip(data, args, workdir: Path):
 
 
 # ------------------------------------------------------------------------------------------ export
-def export_shapes(vae, unet, text, tok, out: Path, meta: dict):
+def export_pipeline(name: str, vae, unet, text, tok, out: Path, meta: dict):
+    """Save a StableDiffusionPipeline to out/name with its recipe in TRAINING.json."""
     from diffusers import StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tok, unet=unet,
                                    scheduler=nets.scheduler("ddim"), safety_checker=None,
                                    feature_extractor=None, requires_safety_checker=False)
-    pipe.save_pretrained(out / "toy-shapes", safe_serialization=True)
-    (out / "toy-shapes" / "TRAINING.json").write_text(json.dumps(meta, indent=2))
+    pipe.save_pretrained(out / name, safe_serialization=True)
+    (out / name / "TRAINING.json").write_text(json.dumps(meta, indent=2))
 
 
 def export_clip(model, tok, out: Path, meta: dict):
@@ -352,9 +399,10 @@ def export_clip(model, tok, out: Path, meta: dict):
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m conceptlab.toy.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("world", choices=["shapes"], help="which embedded world to train")
+    p.add_argument("world", choices=["shapes", "sounds"], help="which embedded world to train")
     p.add_argument("--stage", choices=["all", "vae", "unet", "clip"], default="all")
-    p.add_argument("--scenes", type=int, default=20000, help="train scenes rendered once and reused")
+    p.add_argument("--scenes", type=int, default=None,
+                   help="train scenes (mixtures) rendered once and reused (default: 20000 shapes, 12000 sounds)")
     p.add_argument("--vae-steps", type=int, default=1000)
     p.add_argument("--unet-steps", type=int, default=4500)
     p.add_argument("--clip-steps", type=int, default=1500)
@@ -369,10 +417,14 @@ def main(argv=None):
                    help="weight of the TokenCompose token loss that ties each object word's cross-attention to "
                         "its mask (0: plain denoising)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workdir", type=Path, default=Path(".toy_runs/shapes"))
+    p.add_argument("--workdir", type=Path, default=None, help="checkpoints (default: .toy_runs/<world>)")
     p.add_argument("--out", type=Path, default=WEIGHTS)
     p.add_argument("--smoke", action="store_true", help="3 steps per stage on 64 scenes, into --workdir (for tests)")
     args = p.parse_args(argv)
+    if args.world == "sounds" and args.stage == "clip":
+        p.error("toy-sounds has no clip stage: its oracle is the sounds world's band energy")
+    args.scenes = args.scenes or (20000 if args.world == "shapes" else 12000)
+    args.workdir = args.workdir or Path(".toy_runs") / args.world
     if args.smoke:
         args.scenes, args.vae_steps, args.unet_steps, args.clip_steps = 64, 3, 3, 3
         args.batch, args.clip_batch, args.vae_batch = 8, 8, 8
@@ -381,26 +433,39 @@ def main(argv=None):
     command = "python -m conceptlab.toy.train " + " ".join(argv if argv is not None else sys.argv[1:])
     args.command = command
     t0 = time.time()
-    data = world_data(args.scenes, args.workdir)
+    if args.world == "shapes":
+        data = world_data(args.scenes, args.workdir)
+        x_all, captions, new_vae, vocab_dir, name = (to_float(data["images"]), shapes_captions(data), nets.vae,
+                                                     vocab.VOCAB_DIR, "toy-shapes")
+    else:
+        data = sound_data(args.scenes, args.workdir)
+        x_all, captions, new_vae, vocab_dir, name = (torch.from_numpy(data["images"]), sounds_captions(data),
+                                                     nets.sound_vae, vocab.SOUNDS_DIR, "toy-sounds")
     meta = dict(command=command, seed=args.seed, scenes=args.scenes, batch=args.batch, vae_batch=args.vae_batch,
                 clip_batch=args.clip_batch, torch=torch.__version__)
+    if args.world == "sounds":              # how conceptlab.load turns waveforms into this model's images and back
+        meta = dict(meta, world="sounds", audio=dict(sample_rate=audio.SAMPLE_RATE, frames=nets.SOUND_FRAMES,
+                                                     log_mel_scale=audio.LOG_MEL_SCALE, length=sounds.LENGTH))
     if args.stage in ("all", "vae", "unet"):
         vae_path = args.workdir / "vae"
         if args.stage == "unet" and vae_path.exists():
             from diffusers import AutoencoderKL
             vae = AutoencoderKL.from_pretrained(vae_path)
         else:
-            vae = train_vae(data, args, args.workdir)
+            vae = train_vae(x_all, new_vae(), args, args.workdir)
             vae.save_pretrained(vae_path)
             meta["vae_seconds"] = round(time.time() - t0)
             print(f"VAE done at {time.time() - t0:.0f} s")
         if args.stage in ("all", "unet"):
-            unet, text, tok, history = train_unet(data, vae, args, args.workdir)
-            export_shapes(vae, unet, text, tok, args.out,
-                          dict(meta, vae_steps=args.vae_steps, unet_steps=args.unet_steps, unet_history=history,
-                               seconds=round(time.time() - t0)))
-            print(f"toy-shapes written to {args.out / 'toy-shapes'} at {time.time() - t0:.0f} s")
-    if args.stage in ("all", "clip"):
+            unet_net = nets.unet() if args.world == "shapes" else nets.sound_unet()
+            unet, text, tok, history = train_unet(x_all, captions, vae, unet_net, nets.text_encoder(vocab_dir),
+                                                  vocab.tokenizer(vocab_dir), args, args.workdir,
+                                                  objects=data.get("objects"))
+            export_pipeline(name, vae, unet, text, tok, args.out,
+                            dict(meta, vae_steps=args.vae_steps, unet_steps=args.unet_steps, unet_history=history,
+                                 seconds=round(time.time() - t0)))
+            print(f"{name} written to {args.out / name} at {time.time() - t0:.0f} s")
+    if args.stage in ("all", "clip") and args.world == "shapes":
         t1 = time.time()
         model, tok = train_clip(data, args, args.workdir)
         export_clip(model, tok, args.out, dict(meta, clip_steps=args.clip_steps, seconds=round(time.time() - t1)))

@@ -1,7 +1,7 @@
-"""The toy models' vocabulary: a CLIP-style BPE tokenizer in which every world word is one token.
+"""The toy models' vocabularies: CLIP-style BPE tokenizers in which every world word is one token.
 
-`python -m conceptlab.toy.vocab` rewrites `vocab/vocab.json` and `vocab/merges.txt` (shipped with
-the package). The merges are learned by BPE training on the word list, so applying them in rank order
+`python -m conceptlab.toy.vocab` rewrites `vocab/vocab.json` and `vocab/merges.txt` (toy-shapes) and
+`vocab/sounds/` (toy-sounds), shipped with the package. The merges are learned by BPE training on the word list, so applying them in rank order
 rebuilds each word whole; hand-ordered merge chains break words (a merge from "and" ranked above
 "triangle"'s chain splits "triangle"), which `tests/test_tokenizer.py` guards.
 """
@@ -11,8 +11,10 @@ import json
 from pathlib import Path
 
 from ..worlds.shapes import BACKGROUNDS, COLOURS, SHAPES
+from ..worlds.sounds import KINDS
 
 VOCAB_DIR = Path(__file__).parent / "vocab"
+SOUNDS_DIR = VOCAB_DIR / "sounds"
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_LENGTH = 32           # tokens per prompt, start and end included (SD uses 77)
 
@@ -21,6 +23,8 @@ WORDS = sorted(set(
     + "a an the and on in of with photo picture image scene object shape background empty".split()
     + "big small faded bright dark left right top bottom".split()
 ))
+SOUND_WORDS = sorted(set(" ".join(phrase for phrase, _ in KINDS.values()).split()
+                         + "a an the and with of sound sounds loud quiet".split()))
 PUNCTUATION = [",", "."]
 
 
@@ -52,12 +56,12 @@ def learn_merges(words: list[str]) -> list[tuple[str, str]]:
     return merges
 
 
-def build(out_dir: Path = VOCAB_DIR) -> tuple[Path, Path]:
-    """Learn the merges on WORDS and write CLIP-format vocab.json and merges.txt:
+def build(out_dir: Path = VOCAB_DIR, words: list[str] = WORDS) -> tuple[Path, Path]:
+    """Learn the merges on `words` and write CLIP-format vocab.json and merges.txt:
     single characters (bare and word-final), the merged symbols in rank order, then the two specials."""
-    letters = sorted(set("".join(WORDS)) | set("abcdefghijklmnopqrstuvwxyz"))
+    letters = sorted(set("".join(words)) | set("abcdefghijklmnopqrstuvwxyz"))
     tokens = letters + [c + "</w>" for c in letters] + PUNCTUATION + [p + "</w>" for p in PUNCTUATION]
-    merges = learn_merges(WORDS)
+    merges = learn_merges(words)
     for a, b in merges:
         if a + b not in tokens:
             tokens.append(a + b)
@@ -70,7 +74,8 @@ def build(out_dir: Path = VOCAB_DIR) -> tuple[Path, Path]:
 
 
 def tokenizer(path: Path | str = VOCAB_DIR):
-    """A transformers CLIPTokenizer over the shipped vocabulary (padding with the end token, as SD 1.x)."""
+    """A transformers CLIPTokenizer over a shipped vocabulary (padding with the end token, as SD 1.x):
+    toy-shapes' by default, toy-sounds' with `tokenizer(SOUNDS_DIR)`."""
     from transformers import CLIPTokenizer
 
     path = Path(path)
@@ -81,5 +86,6 @@ def tokenizer(path: Path | str = VOCAB_DIR):
 
 
 if __name__ == "__main__":
-    v, m = build()
-    print(f"wrote {v} and {m}")
+    for folder, words in ((VOCAB_DIR, WORDS), (SOUNDS_DIR, SOUND_WORDS)):
+        v, m = build(folder, words)
+        print(f"wrote {v} and {m}")

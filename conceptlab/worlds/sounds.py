@@ -60,8 +60,13 @@ class Mixture:
 
     @property
     def caption(self) -> str:
-        phrases = [s.phrase for s in self.sources]
-        return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+        return caption_for(self.kinds)
+
+
+def caption_for(kinds: list[str]) -> str:
+    """The caption naming these kinds in order: "a siren", "a siren and rain", "a hum, a siren and rain"."""
+    phrases = [KINDS[k][0] for k in kinds]
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
 
 
 def _rng(split: str, index: int) -> np.random.Generator:

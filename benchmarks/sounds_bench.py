@@ -1,0 +1,127 @@
+"""Sound highlighting and removal on toy-sounds, against the bars of the audio issue.
+
+    .venv/bin/python benchmarks/sounds_bench.py                  # all parts
+    .venv/bin/python benchmarks/sounds_bench.py --parts removal  # some parts; updates the results file
+
+1. reconstruction: SNR against the input of (a) the vocoder alone (log-mel -> Griffin-Lim), (b) the VAE and
+   the vocoder (encode -> decode), (c) DDIM inversion with the caption and sampling back (omega 1, gamma 0);
+   and each source's oracle presence after each (phase is not recovered, so the SNR is poor; band energy is).
+2. removal (paper Fig. 3, audio half): held-out mixtures of 2-3 sources; invert with one source's phrase,
+   sample with "" (omega 0) and with the phrase (omega 1, the control). Bar: the target keeps <= 20% of its
+   energy on >= 80% of mixtures, the control keeps >= 90%. Also with the other sources' caption as forward prompt.
+3. highlight: the target's share of the energy per omega (the curve), and every other source's presence
+   at the default omega 5 (bar: >= 70%).
+Writes benchmarks/results/sounds.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+import conceptlab
+from conceptlab import audio, inversion, sound_edits
+from conceptlab.worlds import sounds
+
+OUT = Path(__file__).parent / "results"
+STEPS = 50
+OMEGAS = [0.0, 1.0, 2.0, 3.0, 5.0, 7.0]
+DEFAULT_OMEGA = 5.0
+
+
+def reconstruction(model, n: int = 20) -> dict:
+    rows = []
+    for mix in sounds.mixtures("heldout", n, start=1000):
+        vocoded = audio.waveform(audio.log_mel(mix.waveform), length=sounds.LENGTH)[0]
+        through_vae = model.decode(model.encode(mix.waveform))[0]
+        inv = inversion.invert(model, mix.waveform, mix.caption, steps=STEPS)
+        rebuilt = inversion.reconstruct(model, inv)[0]
+        rows.append({name: dict(snr=audio.snr(mix.waveform, w), presence=float(np.mean(list(sound_edits.presences(w, mix).values()))))
+                     for name, w in (("vocoder", vocoded), ("vae", through_vae), ("inversion", rebuilt))})
+    return {name: dict(snr_db=float(np.mean([r[name]["snr"] for r in rows])),
+                       snr_db_sd=float(np.std([r[name]["snr"] for r in rows])),
+                       mean_presence=float(np.mean([r[name]["presence"] for r in rows])))
+            for name in rows[0]} | dict(mixtures=n)
+
+
+def removal(model, n: int = 120) -> dict:
+    """Mixtures 0.. of the held-out split with 2-3 sources; the target is the first source."""
+    rows, i = [], 0
+    while len(rows) < n:
+        mix = sounds.mixture("heldout", i)
+        i += 1
+        if len(mix.sources) < 2:
+            continue
+        target, others = mix.kinds[0], mix.kinds[1:]
+        r = sound_edits.removal(model, mix, target, steps=STEPS)
+        fwd = sound_edits.removal(model, mix, target, steps=STEPS, forward_prompt=sounds.caption_for(others))
+        rows.append(dict(target=target, removed=r["removed"][target], control=r["control"][target],
+                         others_removed=float(np.mean([r["removed"][k] for k in others])),
+                         removed_fwd=fwd["removed"][target],
+                         others_removed_fwd=float(np.mean([fwd["removed"][k] for k in others]))))
+    col = lambda k: np.array([r[k] for r in rows])  # noqa: E731
+    per_kind = {k: dict(mixtures=int(sum(r["target"] == k for r in rows)),
+                        removal_rate=float(np.mean([r["removed"] <= 0.2 for r in rows if r["target"] == k])))
+                for k in sounds.KINDS if any(r["target"] == k for r in rows)}
+    return dict(mixtures=n, removal_rate=float(np.mean(col("removed") <= 0.2)), median_removed=float(np.median(col("removed"))),
+                control_keep_rate=float(np.mean(col("control") >= 0.9)), median_control=float(np.median(col("control"))),
+                others_median_presence=float(np.median(col("others_removed"))),
+                forward_others=dict(removal_rate=float(np.mean(col("removed_fwd") <= 0.2)),
+                                    median_removed=float(np.median(col("removed_fwd"))),
+                                    others_median_presence=float(np.median(col("others_removed_fwd")))),
+                per_kind=per_kind, rows=rows)
+
+
+def highlight(model, n: int = 40) -> dict:
+    """Held-out mixtures with 2-3 sources (from index 500); the target is the first source."""
+    rows, i = [], 500
+    while len(rows) < n:
+        mix = sounds.mixture("heldout", i)
+        i += 1
+        if len(mix.sources) < 2:
+            continue
+        rows.append(sound_edits.highlight(model, mix, mix.kinds[0], OMEGAS, steps=STEPS))
+    curve = []
+    for j, omega in enumerate(OMEGAS):
+        at = [r[j] for r in rows]
+        others = [p for row in at for k, p in row["presence"].items() if k != row["target"]]
+        curve.append(dict(omega=omega, target_share=float(np.mean([row["share"] for row in at])),
+                          target_presence=float(np.median([row["presence"][row["target"]] for row in at])),
+                          others_median_presence=float(np.median(others)),
+                          others_keep_rate=float(np.mean(np.array(others) >= 0.7))))
+    input_share = float(np.mean([sounds.share(sounds.mixture("heldout", j).waveform, r[0]["target"])
+                                 for j, r in zip([k for k in range(500, i) if len(sounds.mixture("heldout", k).sources) >= 2], rows)]))
+    return dict(mixtures=n, default_omega=DEFAULT_OMEGA, input_target_share=input_share, curve=curve)
+
+
+PARTS = dict(reconstruction=reconstruction, removal=removal, highlight=highlight)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
+    p.add_argument("--model", default="toy-sounds")
+    p.add_argument("--quick", action="store_true", help="a few mixtures per part (a smoke run, not the bars)")
+    args = p.parse_args(argv)
+    model = conceptlab.load(args.model)
+    path = OUT / "sounds.json"
+    results = json.loads(path.read_text()) if path.exists() and not args.quick else {}
+    for part in args.parts:
+        t0 = time.time()
+        results[part] = PARTS[part](model, **({"n": 3} if args.quick else {}))
+        results[part]["seconds"] = round(time.time() - t0, 1)
+        summary = {k: v for k, v in results[part].items() if k not in ("rows", "curve", "per_kind")}
+        print(part, json.dumps(summary, indent=1), flush=True)
+        if part == "highlight":
+            for row in results[part]["curve"]:
+                print(row)
+    if not args.quick:
+        OUT.mkdir(exist_ok=True)
+        path.write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

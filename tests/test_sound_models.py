@@ -1,0 +1,107 @@
+"""Sound models behind the same face: toy-sounds (a spectrogram StableDiffusionPipeline) and AudioLDM 2."""
+import numpy as np
+import pytest
+import torch
+
+import conceptlab
+from conceptlab import inversion, scaling, sound_edits
+from conceptlab.models import Condition, Model
+from conceptlab.toy import train
+from conceptlab.worlds import sounds
+
+
+@pytest.fixture(scope="module")
+def smoke_sounds(tmp_path_factory):
+    """toy-sounds' architecture after a 3-step training run: the real front end and face, untrained weights."""
+    out = tmp_path_factory.mktemp("sounds")
+    train.main(["sounds", "--smoke", "--workdir", str(out / "w"), "--out", str(out / "out")])
+    return conceptlab.load(str(out / "out" / "toy-sounds"))
+
+
+@pytest.fixture(scope="module")
+def tiny_audioldm2():
+    from conceptlab.toy import tiny
+
+    model = Model(tiny.audioldm2(), "tiny-audioldm2")
+    model.audio = model.audio.with_seconds(0.32)
+    return model
+
+
+def test_smoke_sound_model_face(smoke_sounds):
+    m = smoke_sounds
+    assert m.is_audio and m.toy and m.kind == "sd"
+    assert m.image_size == (208, 64) and m.latent_shape == (4, 52, 16)
+    mix = sounds.mixture("heldout", 0)
+    before = mix.waveform.copy()
+    z = m.encode(mix.waveform)
+    assert z.shape == (1, 4, 52, 16) and torch.equal(z, m.encode(mix))          # a Mixture is taken too
+    assert np.array_equal(before, mix.waveform)                                # input never modified
+    assert m.decode(z).shape == (1, sounds.LENGTH)
+    wave, sr = m.generate("a siren and rain", steps=2)
+    assert wave.shape == (sounds.LENGTH,) and sr == 16000
+    assert torch.equal(wave, m.generate("a siren and rain", steps=2)[0])        # same seed, same sound
+    waves, _ = m.generate(["a hum", "rain"], steps=2)
+    assert waves.shape == (2, sounds.LENGTH)
+
+
+def test_sound_model_refuses_bad_input(smoke_sounds):
+    m = smoke_sounds
+    with pytest.raises(ValueError, match="at most 32000 samples"):
+        m.encode(np.zeros(48000, np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        m.encode(np.full(32000, np.nan, np.float32))
+    with pytest.raises(ValueError, match="does not know the word"):
+        m.generate("a red circle")
+    with pytest.raises(ValueError, match="image model"):
+        sound_edits.removal(conceptlab.load("toy-shapes"), sounds.mixture("heldout", 0), "hum")
+    with pytest.raises(ValueError, match="has no 'beep'"):
+        sound_edits.removal(m, sounds.mixture("heldout", 0), "beep")
+
+
+def test_removal_and_highlight_rows_on_the_smoke_model(smoke_sounds):
+    mix = next(m for m in sounds.mixtures("heldout", 10) if len(m.sources) >= 2)
+    row = sound_edits.removal(smoke_sounds, mix, mix.kinds[0], steps=3)
+    assert set(row["removed"]) == set(mix.kinds) == set(row["control"])
+    rows = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [1.0, 5.0], steps=3, t_exit=1)
+    assert [r["omega"] for r in rows] == [1.0, 5.0] and 0 <= rows[0]["share"] <= 1
+
+
+def test_audioldm2_face_two_streams_and_the_null_from_the_full_chain(tiny_audioldm2):
+    m = tiny_audioldm2
+    assert m.kind == "audioldm2" and m.is_audio
+    null = m.null()
+    assert null.hidden.shape[1] == 8 and null.hidden_2 is not None and null.mask_2 is not None
+    assert null.hidden.abs().sum() > 0                                          # GPT-2 ran on "" (never zeros)
+    assert torch.equal(null.hidden, m.encode_text("").hidden)
+    long = m.encode_text("a red circle and a blue square on grass")
+    both = Condition.cat([null, long])                                          # T5 lengths differ: padded
+    assert both.hidden_2.shape[1] == max(null.hidden_2.shape[1], long.hidden_2.shape[1])
+    assert both.mask_2[0, null.hidden_2.shape[1]:].sum() == 0
+
+
+def test_scaling_runs_unchanged_on_audioldm2(tiny_audioldm2):
+    m = tiny_audioldm2
+    wave = sounds.mixture("heldout", 3).waveform[: m.audio.length]
+    inv = inversion.invert(m, wave, "a red circle", steps=3)
+    assert inv.latents.shape[1:] == m.latent_shape
+    out = scaling.sweep(m, inv, "a red circle", [0.0, 1.0, 5.0], steps=3, t_exit=1)
+    assert out.shape == (3, m.audio.length) and torch.isfinite(out).all()
+    again = scaling.scale_concept(m, inv, "a red circle", omega=5.0, steps=3, t_exit=1)
+    assert torch.allclose(again[0], out[2], atol=1e-5)
+    wave_out, sr = m.generate("a red circle", steps=2)
+    assert wave_out.shape == (m.audio.length,) and sr == 16000
+
+
+def test_audioldm2_with_tokenizers_from_vocabulary_files_saved_and_loaded(tmp_path):
+    """RoBERTa-style byte-level BPE files and a T5 SentencePiece (unigram) model trained here, then the
+    pipeline written to disk and read back by conceptlab.load like a downloaded checkpoint."""
+    from conceptlab.toy import tiny
+
+    pipe = tiny.audioldm2(vocab_dir=tmp_path / "vocab")
+    assert (tmp_path / "vocab" / "vocab.json").exists() and (tmp_path / "vocab" / "merges.txt").exists()
+    assert pipe.tokenizer.convert_ids_to_tokens(pipe.tokenizer("a siren").input_ids)[1:-1] == ["a", "Ġsiren"]
+    assert pipe.tokenizer_2("a siren").input_ids[-1] == pipe.tokenizer_2.eos_token_id
+    pipe.save_pretrained(tmp_path / "aldm2")
+    m = conceptlab.load(str(tmp_path / "aldm2"))
+    assert m.kind == "audioldm2" and m.audio.style == "audioldm2" and m.audio.n_mels == 64
+    assert not m.toy and torch.isfinite(m.null().hidden).all()
