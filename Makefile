@@ -32,8 +32,9 @@ lab: $(STAMP)  ## JupyterLab on the course
 benchmarks: $(STAMP)  ## quality and speed measurements of the embedded models (minutes)
 	$(BIN)/python benchmarks/toy_quality.py
 
-train: $(STAMP)  ## retrain the embedded models from scratch (about an hour on 2 cores)
+train: $(STAMP)  ## retrain the embedded models from scratch (about two hours on 2 cores)
 	$(BIN)/python -m conceptlab.toy.train shapes
+	$(BIN)/python -m conceptlab.toy.train sounds --vae-steps 700 --unet-steps 4000 --batch 32
 
 clean:
 	rm -rf book/_build .pytest_cache

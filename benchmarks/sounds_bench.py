@@ -47,7 +47,7 @@ def reconstruction(model, n: int = 20) -> dict:
             for name in rows[0]} | dict(mixtures=n)
 
 
-def removal(model, n: int = 120) -> dict:
+def removal(model, n: int = 100) -> dict:
     """Mixtures 0.. of the held-out split with 2-3 sources; the target is the first source."""
     rows, i = [], 0
     while len(rows) < n:

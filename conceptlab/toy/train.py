@@ -204,34 +204,47 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float):
 
 
 # ----------------------------------------------------------------------------------------- stages
-def train_vae(x_all: torch.Tensor, vae, args, workdir: Path):
+def train_vae(x_all: torch.Tensor, vae, args, workdir: Path, decoder_only: bool = False):
     """AutoencoderKL `vae` on images x_all (N, C, H, W) in [-1, 1]: MSE + L1 reconstruction, a tiny KL (1e-6)
-    as in SD's VAE."""
-    ck_path = workdir / "vae.ckpt"
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
-    g = torch.Generator().manual_seed(args.seed)
+    as in SD's VAE. decoder_only: fine-tune the decoder alone (--decoder-steps at --decoder-lr; encoder,
+    quant_conv and scaling factor frozen, so the latent space a UNet learned on stays the same), with the
+    squared error weighted by exp(2 x) so that loud pixels, where a spectrogram's energy is, count more."""
+    ck_path = workdir / ("decoder.ckpt" if decoder_only else "vae.ckpt")
+    steps, peak, warmup = (args.decoder_steps, args.decoder_lr, 50) if decoder_only else (args.vae_steps, args.vae_lr, 200)
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters()) if decoder_only else list(vae.parameters())
+    vae.requires_grad_(not decoder_only)
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=peak, weight_decay=0.0)
+    g = torch.Generator().manual_seed(args.seed + (3 if decoder_only else 0))
     step = 0
     if (ck := load_ckpt(ck_path)) is not None:
         vae.load_state_dict(ck["model"]); opt.load_state_dict(ck["opt"]); g.set_state(ck["rng"]); step = ck["step"]
-    bar = tqdm(total=args.vae_steps, initial=step, desc="VAE", mininterval=2)
-    while step < args.vae_steps:
+    bar = tqdm(total=steps, initial=step, desc="VAE decoder" if decoder_only else "VAE", mininterval=2)
+    while step < steps:
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, args.vae_steps, args.vae_lr)
+            group["lr"] = lr_at(step, steps, peak, warmup)
         x = x_all[torch.randint(len(x_all), (args.vae_batch,), generator=g)].float()
-        post = vae.encode(x).latent_dist
-        z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
+        with torch.set_grad_enabled(not decoder_only):
+            post = vae.encode(x).latent_dist
+            z = post.mean + post.std * torch.randn(post.mean.shape, generator=g)
         rec = vae.decode(z).sample
-        loss = F.mse_loss(rec, x) + 0.1 * F.l1_loss(rec, x) + 1e-6 * post.kl().mean()
+        if decoder_only:        # loud pixels weigh more (up to e^2 / e^-2 = 55x): energy lives in them
+            w = (2 * x).exp()
+            loss = ((rec - x) ** 2 * w).sum() / w.sum() + 0.1 * F.l1_loss(rec, x)
+        else:
+            loss = F.mse_loss(rec, x) + 0.1 * F.l1_loss(rec, x) + 1e-6 * post.kl().mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         step += 1
         bar.update(1); bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % 250 == 0 or step == args.vae_steps:
+        if step % 250 == 0 or step == steps:
             save_ckpt(ck_path, model=vae.state_dict(), opt=opt.state_dict(), rng=g.get_state(), step=step)
     bar.close()
-    # SD's convention: latents are multiplied by 1 / std so that they have unit variance.
-    with torch.no_grad():
-        z = torch.cat([vae.encode(x_all[i:i + 512].float()).latent_dist.mean for i in range(0, min(len(x_all), 4096), 512)])
-    vae.register_to_config(scaling_factor=float(1 / z.std()))
+    vae.requires_grad_(False)
+    if not decoder_only:        # SD's convention: latents are multiplied by 1 / std so that they have unit variance.
+        with torch.no_grad():
+            z = torch.cat([vae.encode(x_all[i:i + 512].float()).latent_dist.mean for i in range(0, min(len(x_all), 4096), 512)])
+        vae.register_to_config(scaling_factor=float(1 / z.std()))
     return vae.eval()
 
 
@@ -400,12 +413,15 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m conceptlab.toy.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("world", choices=["shapes", "sounds"], help="which embedded world to train")
-    p.add_argument("--stage", choices=["all", "vae", "unet", "clip"], default="all")
+    p.add_argument("--stage", choices=["all", "vae", "unet", "clip", "decoder"], default="all",
+                   help="decoder: fine-tune the exported pipeline's VAE decoder alone, and export it again")
     p.add_argument("--scenes", type=int, default=None,
                    help="train scenes (mixtures) rendered once and reused (default: 20000 shapes, 12000 sounds)")
     p.add_argument("--vae-steps", type=int, default=1000)
     p.add_argument("--unet-steps", type=int, default=4500)
     p.add_argument("--clip-steps", type=int, default=1500)
+    p.add_argument("--decoder-steps", type=int, default=800)
+    p.add_argument("--decoder-lr", type=float, default=5e-4)
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--clip-batch", type=int, default=128)
@@ -426,7 +442,7 @@ def main(argv=None):
     args.scenes = args.scenes or (20000 if args.world == "shapes" else 12000)
     args.workdir = args.workdir or Path(".toy_runs") / args.world
     if args.smoke:
-        args.scenes, args.vae_steps, args.unet_steps, args.clip_steps = 64, 3, 3, 3
+        args.scenes, args.vae_steps, args.unet_steps, args.clip_steps, args.decoder_steps = 64, 3, 3, 3, 3
         args.batch, args.clip_batch, args.vae_batch = 8, 8, 8
     torch.manual_seed(args.seed)
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -465,6 +481,15 @@ def main(argv=None):
                             dict(meta, vae_steps=args.vae_steps, unet_steps=args.unet_steps, unet_history=history,
                                  seconds=round(time.time() - t0)))
             print(f"{name} written to {args.out / name} at {time.time() - t0:.0f} s")
+    if args.stage == "decoder":
+        from diffusers import StableDiffusionPipeline
+        pipe = StableDiffusionPipeline.from_pretrained(args.out / name)
+        vae = train_vae(x_all, pipe.vae, args, args.workdir, decoder_only=True)
+        old = json.loads((args.out / name / "TRAINING.json").read_text())
+        export_pipeline(name, vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, args.out,
+                        dict(old, decoder=dict(command=command, steps=args.decoder_steps, lr=args.decoder_lr,
+                                               seconds=round(time.time() - t0))))
+        print(f"{name}'s decoder fine-tuned and written to {args.out / name}")
     if args.stage in ("all", "clip") and args.world == "shapes":
         t1 = time.time()
         model, tok = train_clip(data, args, args.workdir)
