@@ -47,14 +47,21 @@ def reconstruction(model, n: int = 20) -> dict:
             for name in rows[0]} | dict(mixtures=n)
 
 
-def removal(model, n: int = 100) -> dict:
-    """Mixtures 0.. of the held-out split with 2-3 sources; the target is the first source."""
-    rows, i = [], 0
-    while len(rows) < n:
+def multi_source(n: int, start: int) -> list[sounds.Mixture]:
+    """The first n held-out mixtures from index `start` that have 2-3 sources."""
+    out, i = [], start
+    while len(out) < n:
         mix = sounds.mixture("heldout", i)
         i += 1
-        if len(mix.sources) < 2:
-            continue
+        if len(mix.sources) >= 2:
+            out.append(mix)
+    return out
+
+
+def removal(model, n: int = 100) -> dict:
+    """Mixtures 0.. of the held-out split with 2-3 sources; the target is the first source."""
+    rows = []
+    for mix in multi_source(n, start=0):
         target, others = mix.kinds[0], mix.kinds[1:]
         r = sound_edits.removal(model, mix, target, steps=STEPS)
         fwd = sound_edits.removal(model, mix, target, steps=STEPS, forward_prompt=sounds.caption_for(others))
@@ -77,13 +84,8 @@ def removal(model, n: int = 100) -> dict:
 
 def highlight(model, n: int = 40) -> dict:
     """Held-out mixtures with 2-3 sources (from index 500); the target is the first source."""
-    rows, i = [], 500
-    while len(rows) < n:
-        mix = sounds.mixture("heldout", i)
-        i += 1
-        if len(mix.sources) < 2:
-            continue
-        rows.append(sound_edits.highlight(model, mix, mix.kinds[0], OMEGAS, steps=STEPS))
+    mixes = multi_source(n, start=500)
+    rows = [sound_edits.highlight(model, mix, mix.kinds[0], OMEGAS, steps=STEPS) for mix in mixes]
     curve = []
     for j, omega in enumerate(OMEGAS):
         at = [r[j] for r in rows]
@@ -92,8 +94,7 @@ def highlight(model, n: int = 40) -> dict:
                           target_presence=float(np.median([row["presence"][row["target"]] for row in at])),
                           others_median_presence=float(np.median(others)),
                           others_keep_rate=float(np.mean(np.array(others) >= 0.7))))
-    input_share = float(np.mean([sounds.share(sounds.mixture("heldout", j).waveform, r[0]["target"])
-                                 for j, r in zip([k for k in range(500, i) if len(sounds.mixture("heldout", k).sources) >= 2], rows)]))
+    input_share = float(np.mean([sounds.share(mix.waveform, mix.kinds[0]) for mix in mixes]))
     return dict(mixtures=n, default_omega=DEFAULT_OMEGA, input_target_share=input_share, curve=curve)
 
 

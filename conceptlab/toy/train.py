@@ -4,12 +4,16 @@
     python -m conceptlab.toy.train shapes --stage clip --clip-steps 3000
     python -m conceptlab.toy.train shapes --smoke    # a few steps of every stage into a temp folder
     python -m conceptlab.toy.train sounds            # toy-sounds: VAE, then UNet + text encoder (no clip)
+    python -m conceptlab.toy.train sounds --stage decoder   # then fine-tune its VAE decoder alone
 
 The UNet's loss is epsilon prediction (min-SNR-5 weighted) plus, with weight --grounding, TokenCompose's
 token loss that ties each object word's cross-attention to its mask. The shipped toy-shapes was made by
 two runs, both listed with their wall times under "unet_history" in its TRAINING.json:
     python -m conceptlab.toy.train shapes --grounding 0                                   # steps 0-4500
     python -m conceptlab.toy.train shapes --stage unet --unet-steps 7500 --grounding 0.1  # steps 4500-7500
+
+The shipped toy-sounds: `sounds --vae-steps 700 --unet-steps 4000 --batch 32`, then `sounds --stage decoder
+--decoder-steps 800` (its TRAINING.json keeps both, with wall times).
 
 Checkpoints (weights, EMA, optimizer, RNG state) go to --workdir every 250 steps; running the same
 command again resumes where it stopped. The finished pipelines are written to --out
