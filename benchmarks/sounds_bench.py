@@ -9,6 +9,7 @@
 2. removal (paper Fig. 3, audio half): held-out mixtures of 2-3 sources; invert with one source's phrase,
    sample with "" (omega 0) and with the phrase (omega 1, the control). Bar: the target keeps <= 20% of its
    energy on >= 80% of mixtures, the control keeps >= 90%. Also with the other sources' caption as forward prompt.
+   removal_signed: the same with signed omega 0 / -1 / -2 (clamp=False), beyond the paper.
 3. highlight: the target's share of the energy per omega (the curve), and every other source's presence
    at the default omega 5 (bar: >= 70%).
 Writes benchmarks/results/sounds.json.
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 import conceptlab
-from conceptlab import audio, inversion, sound_edits
+from conceptlab import audio, inversion, scaling, sound_edits
 from conceptlab.worlds import sounds
 
 OUT = Path(__file__).parent / "results"
@@ -82,6 +83,24 @@ def removal(model, n: int = 100) -> dict:
                 per_kind=per_kind, rows=rows)
 
 
+def removal_signed(model, n: int = 100, omegas=(0.0, -1.0, -2.0)) -> dict:
+    """The same mixtures and inversions as `removal`, sampled with signed omegas (clamp=False: w_t may be
+    negative, pushing away from the phrase): does scaling below 0 remove what omega 0 leaves?"""
+    rows = []
+    for mix in multi_source(n, start=0):
+        target, phrase = mix.kinds[0], sounds.KINDS[mix.kinds[0]][0]
+        inv = inversion.invert(model, mix.waveform, phrase, steps=STEPS)
+        waves = scaling.sweep(model, inv, phrase, list(omegas), gamma=0, regularize=False, steps=STEPS, clamp=False)
+        rows.append([sound_edits.presences(w, mix) for w in waves])
+    out = {}
+    for j, omega in enumerate(omegas):           # presences are in the mixture's order: the target first
+        target = np.array([list(r[j].values())[0] for r in rows])
+        others = [p for r in rows for p in list(r[j].values())[1:]]
+        out[str(omega)] = dict(removal_rate=float(np.mean(target <= 0.2)), median_removed=float(np.median(target)),
+                               others_median_presence=float(np.median(others)))
+    return dict(mixtures=n, by_omega=out)
+
+
 def highlight(model, n: int = 40) -> dict:
     """Held-out mixtures with 2-3 sources (from index 500); the target is the first source."""
     mixes = multi_source(n, start=500)
@@ -98,7 +117,7 @@ def highlight(model, n: int = 40) -> dict:
     return dict(mixtures=n, default_omega=DEFAULT_OMEGA, input_target_share=input_share, curve=curve)
 
 
-PARTS = dict(reconstruction=reconstruction, removal=removal, highlight=highlight)
+PARTS = dict(reconstruction=reconstruction, removal=removal, removal_signed=removal_signed, highlight=highlight)
 
 
 def main(argv=None):
