@@ -35,7 +35,7 @@ benchmarks: $(STAMP)  ## quality and speed measurements of the embedded models (
 train: $(STAMP)  ## retrain the embedded models from scratch (about two hours on 2 cores)
 	$(BIN)/python -m conceptlab.toy.train shapes
 	$(BIN)/python -m conceptlab.toy.train sounds --vae-steps 700 --unet-steps 4000 --batch 32
-	$(BIN)/python -m conceptlab.toy.train sounds --stage decoder --decoder-steps 800
+	$(BIN)/python -m conceptlab.toy.train sounds --stage decoder --decoder-steps 1500 --band-weight 1.0
 
 clean:
 	rm -rf book/_build .pytest_cache

@@ -6,10 +6,10 @@
 1. reconstruction: SNR against the input of (a) the vocoder alone (log-mel -> Griffin-Lim), (b) the VAE and
    the vocoder (encode -> decode), (c) DDIM inversion with the caption and sampling back (omega 1, gamma 0);
    and each source's oracle presence after each (phase is not recovered, so the SNR is poor; band energy is).
-2. removal (paper Fig. 3, audio half): held-out mixtures of 2-3 sources; invert with one source's phrase,
-   sample with "" (omega 0) and with the phrase (omega 1, the control). Bar: the target keeps <= 20% of its
-   energy on >= 80% of mixtures, the control keeps >= 90%. Also with the other sources' caption as forward prompt.
-   removal_signed: the same with signed omega 0 / -1 / -2 (clamp=False), beyond the paper.
+2. removal (paper Fig. 3, audio half): held-out mixtures of 2-3 sources; invert with one source's phrase
+   (DDIM, and ReNoise as the paper), sample with "" (omega 0) and with the phrase (omega 1, the control).
+   Bar: the target keeps <= 20% of its energy on >= 80% of mixtures, the control keeps >= 90%. Also with the
+   other sources' caption as forward prompt (paper A.5) and with signed omega -1 / -2 (paper Fig. 16).
 3. highlight: the target's share of the energy per omega (the curve), and every other source's presence
    at the default omega 5 (bar: >= 70%).
 Writes benchmarks/results/sounds.json.
@@ -59,46 +59,44 @@ def multi_source(n: int, start: int) -> list[sounds.Mixture]:
     return out
 
 
+REMOVAL_OMEGAS = [0.0, -1.0, -2.0]
+
+
 def removal(model, n: int = 100) -> dict:
-    """Mixtures 0.. of the held-out split with 2-3 sources; the target is the first source."""
+    """Mixtures 0.. of the held-out split with 2-3 sources; the target is the first source. For each inversion
+    method (DDIM, ReNoise), one inversion with the target's phrase, then sampling at omega 1 (the control)
+    and at omega 0 / -1 / -2 (signed, clamp=False) with the forward prompt "" and with the other sources'
+    caption (paper A.5). A target is removed when its presence is <= 0.2, kept by the control when >= 0.9."""
     rows = []
     for mix in multi_source(n, start=0):
         target, others = mix.kinds[0], mix.kinds[1:]
-        r = sound_edits.removal(model, mix, target, steps=STEPS)
-        fwd = sound_edits.removal(model, mix, target, steps=STEPS, forward_prompt=sounds.caption_for(others))
-        rows.append(dict(target=target, removed=r["removed"][target], control=r["control"][target],
-                         others_removed=float(np.mean([r["removed"][k] for k in others])),
-                         removed_fwd=fwd["removed"][target],
-                         others_removed_fwd=float(np.mean([fwd["removed"][k] for k in others]))))
-    col = lambda k: np.array([r[k] for r in rows])  # noqa: E731
-    per_kind = {k: dict(mixtures=int(sum(r["target"] == k for r in rows)),
-                        removal_rate=float(np.mean([r["removed"] <= 0.2 for r in rows if r["target"] == k])))
-                for k in sounds.KINDS if any(r["target"] == k for r in rows)}
-    return dict(mixtures=n, removal_rate=float(np.mean(col("removed") <= 0.2)), median_removed=float(np.median(col("removed"))),
-                control_keep_rate=float(np.mean(col("control") >= 0.9)), median_control=float(np.median(col("control"))),
-                others_median_presence=float(np.median(col("others_removed"))),
-                forward_others=dict(removal_rate=float(np.mean(col("removed_fwd") <= 0.2)),
-                                    median_removed=float(np.median(col("removed_fwd"))),
-                                    others_median_presence=float(np.median(col("others_removed_fwd")))),
-                per_kind=per_kind, rows=rows)
-
-
-def removal_signed(model, n: int = 100, omegas=(0.0, -1.0, -2.0)) -> dict:
-    """The same mixtures and inversions as `removal`, sampled with signed omegas (clamp=False: w_t may be
-    negative, pushing away from the phrase): does scaling below 0 remove what omega 0 leaves?"""
-    rows = []
-    for mix in multi_source(n, start=0):
-        target, phrase = mix.kinds[0], sounds.KINDS[mix.kinds[0]][0]
-        inv = inversion.invert(model, mix.waveform, phrase, steps=STEPS)
-        waves = scaling.sweep(model, inv, phrase, list(omegas), gamma=0, regularize=False, steps=STEPS, clamp=False)
-        rows.append([sound_edits.presences(w, mix) for w in waves])
-    out = {}
-    for j, omega in enumerate(omegas):           # presences are in the mixture's order: the target first
-        target = np.array([list(r[j].values())[0] for r in rows])
-        others = [p for r in rows for p in list(r[j].values())[1:]]
-        out[str(omega)] = dict(removal_rate=float(np.mean(target <= 0.2)), median_removed=float(np.median(target)),
-                               others_median_presence=float(np.median(others)))
-    return dict(mixtures=n, by_omega=out)
+        phrase, row = sounds.KINDS[target][0], dict(target=target)
+        for method in ("ddim", "renoise"):
+            inv = inversion.invert(model, mix.waveform, phrase, steps=STEPS, method=method)
+            for fwd, prompt in (("null", ""), ("others", sounds.caption_for(others))):
+                omegas = REMOVAL_OMEGAS + ([1.0] if fwd == "null" else [])
+                waves = scaling.sweep(model, inv, phrase, omegas, gamma=0, regularize=False, steps=STEPS,
+                                      forward_prompt=prompt, clamp=False)
+                for omega, w in zip(omegas, waves):
+                    p = sound_edits.presences(w, mix)
+                    key = f"{method} control" if omega == 1.0 else f"{method} {fwd} {omega:g}"
+                    row[key] = dict(target=p[target], others=float(np.median([p[k] for k in others])))
+        rows.append(row)
+    settings = {}
+    for key in rows[0]:
+        if key == "target":
+            continue
+        target = np.array([r[key]["target"] for r in rows])
+        others = np.array([r[key]["others"] for r in rows])
+        if key.endswith("control"):
+            settings[key] = dict(keep_rate=float(np.mean(target >= 0.9)), median_target=float(np.median(target)))
+            continue
+        per_kind = {k: float(np.mean([r[key]["target"] <= 0.2 for r in rows if r["target"] == k]))
+                    for k in sounds.KINDS if any(r["target"] == k for r in rows)}
+        settings[key] = dict(removal_rate=float(np.mean(target <= 0.2)), median_target=float(np.median(target)),
+                             others_median_presence=float(np.median(others)), per_kind=per_kind)
+    kinds = {k: sum(r["target"] == k for r in rows) for k in sounds.KINDS}
+    return dict(mixtures=n, targets_per_kind=kinds, settings=settings, rows=rows)
 
 
 def highlight(model, n: int = 40) -> dict:
@@ -117,7 +115,7 @@ def highlight(model, n: int = 40) -> dict:
     return dict(mixtures=n, default_omega=DEFAULT_OMEGA, input_target_share=input_share, curve=curve)
 
 
-PARTS = dict(reconstruction=reconstruction, removal=removal, removal_signed=removal_signed, highlight=highlight)
+PARTS = dict(reconstruction=reconstruction, removal=removal, highlight=highlight)
 
 
 def main(argv=None):
@@ -133,8 +131,10 @@ def main(argv=None):
         t0 = time.time()
         results[part] = PARTS[part](model, **({"n": 3} if args.quick else {}))
         results[part]["seconds"] = round(time.time() - t0, 1)
-        summary = {k: v for k, v in results[part].items() if k not in ("rows", "curve", "per_kind")}
+        summary = {k: v for k, v in results[part].items() if k not in ("rows", "curve", "settings")}
         print(part, json.dumps(summary, indent=1), flush=True)
+        for key, row in results[part].get("settings", {}).items():
+            print(f"  {key:22s}", {k: v for k, v in row.items() if k != "per_kind"}, row.get("per_kind", ""))
         if part == "highlight":
             for row in results[part]["curve"]:
                 print(row)

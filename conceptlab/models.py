@@ -30,7 +30,7 @@ EMBEDDED = Path(__file__).parent / "toy" / "weights"
 EMBEDDED_NAMES = ("toy-shapes", "toy-sounds")
 TRAIN_COMMAND = {"toy-shapes": "python -m conceptlab.toy.train shapes", "toy-clip": "python -m conceptlab.toy.train shapes --stage clip",
                  "toy-sounds": "python -m conceptlab.toy.train sounds --vae-steps 700 --unet-steps 4000 --batch 32` then "
-                               "`python -m conceptlab.toy.train sounds --stage decoder --decoder-steps 800"}
+                               "`python -m conceptlab.toy.train sounds --stage decoder --decoder-steps 1500 --band-weight 1.0"}
 
 
 @contextlib.contextmanager

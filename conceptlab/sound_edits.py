@@ -30,28 +30,36 @@ def _check(model: Model, mix: sounds.Mixture, kind: str):
         raise ValueError(f"the mixture has no {kind!r}; it has {mix.kinds}")
 
 
-def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forward_prompt: str = "") -> dict:
-    """Invert with the source's phrase; omega 0 (removal) and omega 1 (the same-prompt reconstruction
-    control) from that one inversion, gamma 0 without regularization: the paper's two plain branches.
-    forward_prompt: what the null branch says (e.g. the other sources' caption; "" as in the paper).
-    Returns {"removed": {kind: presence} at omega 0, "control": {kind: presence} at omega 1, "target": kind,
+def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forward_prompt: str = "",
+            omega: float = 0.0, method: str = "renoise") -> dict:
+    """Invert with the source's phrase (ReNoise by default, as the paper; "ddim" for plain DDIM inversion),
+    then sample from that one inversion twice, gamma 0 without regularization: at `omega` (0: the null branch
+    alone, the paper's removal; below 0 pushes away from the phrase, the signed mode of the paper's Fig. 16)
+    and at omega 1 (the same-prompt reconstruction control).
+    forward_prompt: what the null branch says (e.g. the other sources' caption, paper A.5; "" as in Fig. 3).
+    Returns {"removed": {kind: presence} at omega, "control": {kind: presence} at omega 1, "target": kind,
     "waves": {"removed": (T,), "control": (T,)} the two waveforms}."""
     _check(model, mix, kind)
+    if omega >= 1:
+        raise ValueError(f"removal scales the source down: omega must be below 1 (0 removes), got {omega!r}")
     phrase = sounds.KINDS[kind][0]
-    inv = inversion.invert(model, mix.waveform, phrase, steps=steps)
-    removed, control = scaling.sweep(model, inv, phrase, [0.0, 1.0], gamma=0, regularize=False, steps=steps,
-                                     forward_prompt=forward_prompt)
+    inv = inversion.invert(model, mix.waveform, phrase, steps=steps, method=method)
+    removed, control = scaling.sweep(model, inv, phrase, [omega, 1.0], gamma=0, regularize=False, steps=steps,
+                                     forward_prompt=forward_prompt, clamp=False)
     return dict(target=kind, removed=presences(removed, mix), control=presences(control, mix),
                 waves=dict(removed=removed, control=control))
 
 
 def highlight(model: Model, mix: sounds.Mixture, kind: str, omegas: list[float], steps: int = 50,
-              gamma: float = 3.0, t_exit: int = 15) -> list[dict]:
+              gamma: float = 3.0, t_exit: int = 15, method: str = "ddim") -> list[dict]:
     """Scale one source up: one inversion with its phrase, every omega in one batch (the paper's defaults:
     gamma 3, noise regularization until step 15). Returns one row per omega with the target's share of the
-    five bands' energy, every source's presence, and the edited waveform "wave" (T,)."""
+    five bands' energy, every source's presence, and the edited waveform "wave" (T,). DDIM inversion by
+    default: on 12 held-out mixtures ReNoise raised the target's share at omega 5 (0.85 -> 0.90) but kept
+    the other sources (>= 70% of their energy) less often (47% -> 35%)."""
     _check(model, mix, kind)
     phrase = sounds.KINDS[kind][0]
-    waves = scaling.sweep(model, mix.waveform, phrase, list(omegas), gamma=gamma, t_exit=t_exit, steps=steps)
+    waves = scaling.sweep(model, mix.waveform, phrase, list(omegas), gamma=gamma, t_exit=t_exit, steps=steps,
+                          method=method)
     return [dict(omega=float(o), target=kind, share=sounds.share(w.numpy(), kind), presence=presences(w, mix), wave=w)
             for o, w in zip(omegas, waves)]

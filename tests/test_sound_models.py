@@ -58,12 +58,17 @@ def test_sound_model_refuses_bad_input(smoke_sounds):
         sound_edits.removal(conceptlab.load("toy-shapes"), sounds.mixture("heldout", 0), "hum")
     with pytest.raises(ValueError, match="has no 'beep'"):
         sound_edits.removal(m, sounds.mixture("heldout", 1), "beep")
+    mix = sounds.mixture("heldout", 0)
+    with pytest.raises(ValueError, match="omega must be below 1"):
+        sound_edits.removal(m, mix, mix.kinds[0], omega=2.0)
 
 
 def test_removal_and_highlight_rows_on_the_smoke_model(smoke_sounds):
     mix = next(m for m in sounds.mixtures("heldout", 10) if len(m.sources) >= 2)
     row = sound_edits.removal(smoke_sounds, mix, mix.kinds[0], steps=3)
     assert set(row["removed"]) == set(mix.kinds) == set(row["control"])
+    signed = sound_edits.removal(smoke_sounds, mix, mix.kinds[0], steps=3, omega=-2.0)
+    assert not torch.equal(signed["waves"]["removed"], row["waves"]["removed"])     # -2 is not clamped to 0
     rows = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [1.0, 5.0], steps=3, t_exit=1)
     assert [r["omega"] for r in rows] == [1.0, 5.0] and 0 <= rows[0]["share"] <= 1
 

@@ -13,7 +13,7 @@ two runs, both listed with their wall times under "unet_history" in its TRAINING
     python -m conceptlab.toy.train shapes --stage unet --unet-steps 7500 --grounding 0.1  # steps 4500-7500
 
 The shipped toy-sounds: `sounds --vae-steps 700 --unet-steps 4000 --batch 32`, then `sounds --stage decoder
---decoder-steps 800` (its TRAINING.json keeps both, with wall times).
+--decoder-steps 1500 --band-weight 1.0` (its TRAINING.json keeps both, with wall times).
 
 Checkpoints (weights, EMA, optimizer, RNG state) go to --workdir every 250 steps; running the same
 command again resumes where it stopped. The finished pipelines are written to --out
@@ -212,7 +212,8 @@ def train_vae(x_all: torch.Tensor, vae, args, workdir: Path, decoder_only: bool 
     """AutoencoderKL `vae` on images x_all (N, C, H, W) in [-1, 1]: MSE + L1 reconstruction, a tiny KL (1e-6)
     as in SD's VAE. decoder_only: fine-tune the decoder alone (--decoder-steps at --decoder-lr; encoder,
     quant_conv and scaling factor frozen, so the latent space a UNet learned on stays the same), with the
-    squared error weighted by exp(2 x) so that loud pixels, where a spectrogram's energy is, count more."""
+    squared error weighted by exp(2 x) so that loud pixels, where a spectrogram's energy is, count more, plus
+    --band-weight times band_energy_loss (each band's loudness, what the sounds oracle reads)."""
     ck_path = workdir / ("decoder.ckpt" if decoder_only else "vae.ckpt")
     steps, peak, warmup = (args.decoder_steps, args.decoder_lr, 50) if decoder_only else (args.vae_steps, args.vae_lr, 200)
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters()) if decoder_only else list(vae.parameters())
@@ -236,6 +237,7 @@ def train_vae(x_all: torch.Tensor, vae, args, workdir: Path, decoder_only: bool 
         if decoder_only:        # loud pixels weigh more (up to e^2 / e^-2 = 55x): energy lives in them
             w = (2 * x).exp()
             loss = ((rec - x) ** 2 * w).sum() / w.sum() + 0.1 * F.l1_loss(rec, x)
+            loss = loss + args.band_weight * band_energy_loss(rec, x) if args.band_weight else loss
         else:
             loss = F.mse_loss(rec, x) + 0.1 * F.l1_loss(rec, x) + 1e-6 * post.kl().mean()
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
@@ -250,6 +252,25 @@ def train_vae(x_all: torch.Tensor, vae, args, workdir: Path, decoder_only: bool 
             z = torch.cat([vae.encode(x_all[i:i + 512].float()).latent_dist.mean for i in range(0, min(len(x_all), 4096), 512)])
         vae.register_to_config(scaling_factor=float(1 / z.std()))
     return vae.eval()
+
+
+def band_energy_loss(rec: torch.Tensor, x: torch.Tensor, chunk: int = 16, mels: int = 4) -> torch.Tensor:
+    """How far the decoded spectrograms' loudness is from the truth, cell by cell. rec, x: (B, 1, frames, 64)
+    toy-sounds images (log-mel / LOG_MEL_SCALE). A cell is `chunk` frames x `mels` mel bands; its log energy
+    is the logsumexp of its log-mel pixels (the log of its summed mel power), and the loss is the mean absolute
+    difference of those, in image units, weighted toward the loud cells (linearly from 40 dB below the
+    clip's loudest cell). The pixel losses let a decoder trade a loud cell's level for its texture; this
+    does not, and band energy over time is what sounds.presence measures."""
+    def cells(img):
+        y = img[:, 0] * audio.LOG_MEL_SCALE                          # log-mel, (B, frames, 64)
+        b, t, m = y.shape
+        y = y[:, : t - t % chunk].reshape(b, t // chunk, chunk, m // mels, mels)
+        return torch.logsumexp(y.permute(0, 1, 3, 2, 4).flatten(3), dim=3)   # (B, t/chunk, 64/mels)
+    e_rec, e_x = cells(rec), cells(x)
+    floor = math.log(1e4)                                                  # 40 dB
+    top = e_x.flatten(1).max(1).values[:, None, None]
+    w = ((e_x - (top - floor)) / floor).clamp(0, 1)
+    return ((e_rec - e_x).abs() * w).sum() / w.sum().clamp_min(1e-6) / audio.LOG_MEL_SCALE
 
 
 def shapes_captions(data):
@@ -426,6 +447,8 @@ def main(argv=None):
     p.add_argument("--clip-steps", type=int, default=1500)
     p.add_argument("--decoder-steps", type=int, default=800)
     p.add_argument("--decoder-lr", type=float, default=5e-4)
+    p.add_argument("--band-weight", type=float, default=0.0,
+                   help="decoder stage: weight of band_energy_loss (each cell's loudness) beside the pixel loss")
     p.add_argument("--vae-batch", type=int, default=16)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--clip-batch", type=int, default=128)
@@ -491,7 +514,7 @@ def main(argv=None):
         vae = train_vae(x_all, pipe.vae, args, args.workdir, decoder_only=True)
         old = json.loads((args.out / name / "TRAINING.json").read_text())
         export_pipeline(name, vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, args.out,
-                        dict(old, decoder=dict(command=command, steps=args.decoder_steps, lr=args.decoder_lr,
+                        dict(old, decoder=dict(command=command, steps=args.decoder_steps, lr=args.decoder_lr, band_weight=args.band_weight,
                                                seconds=round(time.time() - t0))))
         print(f"{name}'s decoder fine-tuned and written to {args.out / name}")
     if args.stage in ("all", "clip") and args.world == "shapes":
