@@ -11,7 +11,8 @@
    Bar: the target keeps <= 20% of its energy on >= 80% of mixtures, the control keeps >= 90%. Also with the
    other sources' caption as forward prompt (paper A.5) and with signed omega -1 / -2 (paper Fig. 16).
 3. highlight: the target's share of the energy per omega (the curve), and every other source's presence
-   at the default omega 5 (bar: >= 70%).
+   at the default omega 5 (bar: >= 70%); with the phrase against "" (the paper) and with the whole caption
+   against the other sources' caption (contrast).
 Writes benchmarks/results/sounds.json.
 """
 from __future__ import annotations
@@ -99,10 +100,8 @@ def removal(model, n: int = 100) -> dict:
     return dict(mixtures=n, targets_per_kind=kinds, settings=settings, rows=rows)
 
 
-def highlight(model, n: int = 40) -> dict:
-    """Held-out mixtures with 2-3 sources (from index 500); the target is the first source."""
-    mixes = multi_source(n, start=500)
-    rows = [sound_edits.highlight(model, mix, mix.kinds[0], OMEGAS, steps=STEPS) for mix in mixes]
+def highlight_curve(model, mixes, contrast: bool) -> list[dict]:
+    rows = [sound_edits.highlight(model, mix, mix.kinds[0], OMEGAS, steps=STEPS, contrast=contrast) for mix in mixes]
     curve = []
     for j, omega in enumerate(OMEGAS):
         at = [r[j] for r in rows]
@@ -111,8 +110,17 @@ def highlight(model, n: int = 40) -> dict:
                           target_presence=float(np.median([row["presence"][row["target"]] for row in at])),
                           others_median_presence=float(np.median(others)),
                           others_keep_rate=float(np.mean(np.array(others) >= 0.7))))
+    return curve
+
+
+def highlight(model, n: int = 40) -> dict:
+    """Held-out mixtures with 2-3 sources (from index 500); the target is the first source. Two setups:
+    "curve", the paper's (the phrase against ""), and "contrast_curve" (the whole caption against the other
+    sources' caption, sound_edits.highlight(contrast=True))."""
+    mixes = multi_source(n, start=500)
     input_share = float(np.mean([sounds.share(mix.waveform, mix.kinds[0]) for mix in mixes]))
-    return dict(mixtures=n, default_omega=DEFAULT_OMEGA, input_target_share=input_share, curve=curve)
+    return dict(mixtures=n, default_omega=DEFAULT_OMEGA, input_target_share=input_share,
+                curve=highlight_curve(model, mixes, False), contrast_curve=highlight_curve(model, mixes, True))
 
 
 PARTS = dict(reconstruction=reconstruction, removal=removal, highlight=highlight)
@@ -131,13 +139,14 @@ def main(argv=None):
         t0 = time.time()
         results[part] = PARTS[part](model, **({"n": 3} if args.quick else {}))
         results[part]["seconds"] = round(time.time() - t0, 1)
-        summary = {k: v for k, v in results[part].items() if k not in ("rows", "curve", "settings")}
+        summary = {k: v for k, v in results[part].items() if k not in ("rows", "curve", "contrast_curve", "settings")}
         print(part, json.dumps(summary, indent=1), flush=True)
         for key, row in results[part].get("settings", {}).items():
             print(f"  {key:22s}", {k: v for k, v in row.items() if k != "per_kind"}, row.get("per_kind", ""))
         if part == "highlight":
-            for row in results[part]["curve"]:
-                print(row)
+            for key in ("curve", "contrast_curve"):
+                for row in results[part][key]:
+                    print(key, row)
     if not args.quick:
         OUT.mkdir(exist_ok=True)
         path.write_text(json.dumps(results, indent=1))

@@ -71,6 +71,11 @@ def test_removal_and_highlight_rows_on_the_smoke_model(smoke_sounds):
     assert not torch.equal(signed["waves"]["removed"], row["waves"]["removed"])     # -2 is not clamped to 0
     rows = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [1.0, 5.0], steps=3, t_exit=1)
     assert [r["omega"] for r in rows] == [1.0, 5.0] and 0 <= rows[0]["share"] <= 1
+    contrast = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [5.0], steps=3, t_exit=1, contrast=True)
+    assert not torch.equal(contrast[0]["wave"], rows[1]["wave"])        # another concept and null prompt
+    single = next(m for m in sounds.mixtures("heldout", 20) if len(m.sources) == 1)
+    with pytest.raises(ValueError, match="needs other sources"):
+        sound_edits.highlight(smoke_sounds, single, single.kinds[0], [5.0], steps=3, contrast=True)
 
 
 def test_audioldm2_face_two_streams_and_the_null_from_the_full_chain(tiny_audioldm2):
