@@ -40,6 +40,7 @@ def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forwa
     Returns {"removed": {kind: presence} at omega, "control": {kind: presence} at omega 1, "target": kind,
     "waves": {"removed": (T,), "control": (T,)} the two waveforms}."""
     _check(model, mix, kind)
+    scaling.check_scale(omega, 0.0)
     if omega >= 1:
         raise ValueError(f"removal scales the source down: omega must be below 1 (0 removes), got {omega!r}")
     phrase = sounds.KINDS[kind][0]

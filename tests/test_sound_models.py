@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import conceptlab
-from conceptlab import inversion, scaling, sound_edits
+from conceptlab import audio, inversion, scaling, sound_edits
 from conceptlab.models import Condition, Model
 from conceptlab.toy import train
 from conceptlab.worlds import sounds
@@ -137,3 +137,12 @@ def test_toy_sounds_mixture_caption_gives_every_named_source(toy_sounds):
     wave, _ = toy_sounds.generate("a hum, a siren and rain", steps=20, seed=0)
     shares = {k: sounds.share(wave.numpy(), k) for k in sounds.KINDS}      # rain is quiet: compare, don't threshold
     assert min(shares["hum"], shares["siren"], shares["rain"]) > 10 * max(shares["beep"], shares["drum"])
+
+
+def test_band_energy_loss_sees_a_level_change():
+    mixes = sounds.mixtures("heldout", 2)
+    x = audio.spectrogram_image(audio.log_mel(np.stack([m.waveform for m in mixes])), 208)     # (2, 1, 208, 64)
+    assert float(train.band_energy_loss(x, x)) == 0.0
+    louder = x + np.log(2) / audio.LOG_MEL_SCALE                      # every pixel's power doubled: +3 dB
+    assert abs(float(train.band_energy_loss(louder, x)) - np.log(2) / audio.LOG_MEL_SCALE) < 1e-4
+    assert float(train.band_energy_loss(x.flip(2), x)) > 0              # energy moved in time is seen

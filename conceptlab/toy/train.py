@@ -514,8 +514,8 @@ def main(argv=None):
         vae = train_vae(x_all, pipe.vae, args, args.workdir, decoder_only=True)
         old = json.loads((args.out / name / "TRAINING.json").read_text())
         export_pipeline(name, vae, pipe.unet, pipe.text_encoder, pipe.tokenizer, args.out,
-                        dict(old, decoder=dict(command=command, steps=args.decoder_steps, lr=args.decoder_lr, band_weight=args.band_weight,
-                                               seconds=round(time.time() - t0))))
+                        dict(old, decoder=dict(command=command, steps=args.decoder_steps, lr=args.decoder_lr,
+                                               band_weight=args.band_weight, seconds=round(time.time() - t0))))
         print(f"{name}'s decoder fine-tuned and written to {args.out / name}")
     if args.stage in ("all", "clip") and args.world == "shapes":
         t1 = time.time()
