@@ -32,9 +32,11 @@ lab: $(STAMP)  ## JupyterLab on the course
 benchmarks: $(STAMP)  ## quality and speed measurements of the embedded models (minutes)
 	$(BIN)/python benchmarks/toy_quality.py
 
-train: $(STAMP)  ## retrain the embedded models from scratch (about two hours on 2 cores)
+train: $(STAMP)  ## retrain the embedded models from scratch (about four hours on 2 cores)
 	$(BIN)/python -m conceptlab.toy.train shapes
 	$(BIN)/python -m conceptlab.toy.train sounds --vae-steps 700 --unet-steps 4000 --batch 32
+	$(BIN)/python -m conceptlab.toy.train sounds --stage unet --unet-steps 5500 --batch 32 --full-captions 0.2
+	$(BIN)/python -m conceptlab.toy.train sounds --stage unet --unet-steps 7000 --batch 32 --full-captions 0.0
 	$(BIN)/python -m conceptlab.toy.train sounds --stage decoder --decoder-steps 1500 --band-weight 1.0
 
 clean:

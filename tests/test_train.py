@@ -22,6 +22,21 @@ def test_training_captions_cover_the_null_prompt():
     assert caps.count("a red circle and a blue square on grass") > 800
 
 
+def test_sound_captions_follow_the_full_share():
+    import numpy as np
+    import pytest
+    kinds = ["siren", "rain", "drum"]
+    for full in (0.2, 0.6):
+        rng = np.random.default_rng(0)
+        caps = [train.sound_caption(kinds, rng, full) for _ in range(3000)]
+        n_full = sum(len(c.split(",")) == 2 and " and " in c for c in caps)      # "a x, a y and z": all three
+        assert 0.07 < caps.count("") / len(caps) < 0.13
+        # every source: the `full` share, plus subsets that drew all three (1/3 of the rest)
+        assert abs(n_full / len(caps) - (full + (0.9 - full) / 3)) < 0.03, (full, n_full)
+    with pytest.raises(ValueError, match="full"):
+        train.sound_caption(kinds, np.random.default_rng(0), 0.95)
+
+
 def test_word_positions_find_each_named_object_in_caption_order():
     tokens = ["<|startoftext|>", "a</w>", "red</w>", "circle</w>", "and</w>", "a</w>", "red</w>", "square</w>",
               "on</w>", "grass</w>", "<|endoftext|>"]

@@ -12,8 +12,13 @@ two runs, both listed with their wall times under "unet_history" in its TRAINING
     python -m conceptlab.toy.train shapes --grounding 0                                   # steps 0-4500
     python -m conceptlab.toy.train shapes --stage unet --unet-steps 7500 --grounding 0.1  # steps 4500-7500
 
-The shipped toy-sounds: `sounds --vae-steps 700 --unet-steps 4000 --batch 32`, then `sounds --stage decoder
---decoder-steps 1500 --band-weight 1.0` (its TRAINING.json keeps both, with wall times).
+The shipped toy-sounds came from four runs (its TRAINING.json keeps each, with wall times):
+    python -m conceptlab.toy.train sounds --vae-steps 700 --unet-steps 4000 --batch 32
+    python -m conceptlab.toy.train sounds --stage unet --unet-steps 5500 --batch 32 --full-captions 0.2
+    python -m conceptlab.toy.train sounds --stage unet --unet-steps 7000 --batch 32 --full-captions 0.0
+    python -m conceptlab.toy.train sounds --stage decoder --decoder-steps 1500 --band-weight 1.0
+The two continuations teach that a source's phrase means "this is in it", not "only this": after the
+first run, whose captions mostly name every source, scaling one phrase up repainted the other sources.
 
 Checkpoints (weights, EMA, optimizer, RNG state) go to --workdir every 250 steps; running the same
 command again resumes where it stopped. The finished pipelines are written to --out
@@ -89,14 +94,17 @@ def sound_data(n: int, workdir: Path) -> dict:
     return out
 
 
-def sound_caption(kinds: list[str], rng: np.random.Generator) -> str:
-    """A caption for one mixture: empty (10%), every source in a random order (60%), or a random
-    non-empty subset of its sources (30%), so that one source's phrase alone means "this is in it"."""
+def sound_caption(kinds: list[str], rng: np.random.Generator, full: float = 0.6) -> str:
+    """A caption for one mixture: empty (10%), every source in a random order (`full`), or a random
+    non-empty subset of its sources (the rest), so that one source's phrase alone means "this is in it"
+    rather than "only this"."""
+    if not 0.0 <= full <= 0.9:
+        raise ValueError(f"full (the share of captions naming every source) must be in [0, 0.9], got {full}")
     u = rng.random()
     if u < 0.10:
         return ""
     order = [kinds[int(i)] for i in rng.permutation(len(kinds))]
-    if u < 0.70:
+    if u < 0.10 + full:
         return sounds.caption_for(order)
     return sounds.caption_for(order[:int(rng.integers(1, len(kinds) + 1))])
 
@@ -283,10 +291,10 @@ def shapes_captions(data):
     return captions
 
 
-def sounds_captions(data):
-    """toy-sounds' caption sampler for train_unet (no grounding pairs)."""
+def sounds_captions(data, full: float = 0.6):
+    """toy-sounds' caption sampler for train_unet (no grounding pairs); full: see sound_caption."""
     def captions(idx: list[int], rng: np.random.Generator, tokens: Tokens):
-        return [sound_caption(data["kinds"][i], rng) for i in idx], []
+        return [sound_caption(data["kinds"][i], rng, full) for i in idx], []
     return captions
 
 
@@ -459,6 +467,9 @@ def main(argv=None):
     p.add_argument("--grounding", type=float, default=0.1,
                    help="weight of the TokenCompose token loss that ties each object word's cross-attention to "
                         "its mask (0: plain denoising)")
+    p.add_argument("--full-captions", type=float, default=0.6,
+                   help="toy-sounds: share of captions naming every source (10%% are empty, the rest name a "
+                        "random subset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=None, help="checkpoints (default: .toy_runs/<world>)")
     p.add_argument("--out", type=Path, default=WEIGHTS)
@@ -482,7 +493,7 @@ def main(argv=None):
                                                      vocab.VOCAB_DIR, "toy-shapes")
     else:
         data = sound_data(args.scenes, args.workdir)
-        x_all, captions, new_vae, vocab_dir, name = (torch.from_numpy(data["images"]), sounds_captions(data),
+        x_all, captions, new_vae, vocab_dir, name = (torch.from_numpy(data["images"]), sounds_captions(data, args.full_captions),
                                                      nets.sound_vae, vocab.SOUNDS_DIR, "toy-sounds")
     meta = dict(command=command, seed=args.seed, scenes=args.scenes, batch=args.batch, vae_batch=args.vae_batch,
                 clip_batch=args.clip_batch, torch=torch.__version__)
@@ -494,6 +505,9 @@ def main(argv=None):
         if args.stage == "unet" and vae_path.exists():
             from diffusers import AutoencoderKL
             vae = AutoencoderKL.from_pretrained(vae_path)
+            earlier = args.out / name / "TRAINING.json"
+            earlier = json.loads(earlier.read_text()) if earlier.exists() else {}
+            meta.update({k: earlier[k] for k in ("vae_steps", "vae_seconds") if k in earlier})   # the VAE's own run
         else:
             vae = train_vae(x_all, new_vae(), args, args.workdir)
             vae.save_pretrained(vae_path)
@@ -505,8 +519,8 @@ def main(argv=None):
                                                   vocab.tokenizer(vocab_dir), args, args.workdir,
                                                   objects=data.get("objects"))
             export_pipeline(name, vae, unet, text, tok, args.out,
-                            dict(meta, vae_steps=args.vae_steps, unet_steps=args.unet_steps, unet_history=history,
-                                 seconds=round(time.time() - t0)))
+                            dict(dict(vae_steps=args.vae_steps) | meta, unet_steps=args.unet_steps,
+                                 unet_history=history, seconds=round(time.time() - t0)))
             print(f"{name} written to {args.out / name} at {time.time() - t0:.0f} s")
     if args.stage == "decoder":
         from diffusers import StableDiffusionPipeline
