@@ -1,6 +1,8 @@
 """ConceptExpress token learning on toy-shapes, against the bars of the token-learning issue.
 
     .venv/bin/python benchmarks/tokens_bench.py             # about 35 minutes on 2 cores
+    .venv/bin/python benchmarks/tokens_bench.py --seeds 3   # + BaS-dagger and ConceptExpress with 2 more
+                                                            #   learning seeds per scene (about 75 minutes)
 
 Held-out scenes with 2-3 objects; the concepts are the ground-truth masks (SAM's stand-in), each with its
 mean self-attention distribution f_i. For each scene, tokens are learned 500 steps by ConceptExpress and by
@@ -9,10 +11,15 @@ token generates GEN images from "a <c_i>" and the composed prompt GEN images; sc
 ACC^3 in toy-clip image features (metrics.concept_scores), and the oracle's presence of the concept's
 object in its token's generations. Extract-then-scale: ScalingConcept with each ConceptExpress token as
 the concept prompt, omega 0..5; the oracle's presence of the target object and of the others.
+With --seeds K, every scene's tokens are learned again with K - 1 other seeds (the learning seed only: the
+generations' seeds stay, so both methods are scored on the same noise); "seeds" in the results holds each
+seed's four scores, their mean and standard deviation across seeds, and on how many of the four scores
+ConceptExpress beats BaS-dagger, for each seed and on the means.
 Writes benchmarks/results/tokens.json.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from pathlib import Path
@@ -39,27 +46,43 @@ def generations(model, prompt: str, seed: int) -> torch.Tensor:
     return torch.cat([to_tensor(model.generate(prompt, steps=GEN_STEPS, guidance=5.0, seed=seed + k)) for k in range(GEN)])
 
 
+def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, bucket: dict):
+    """Learn the scene's tokens with one method and seed, generate from each token and from the composed
+    prompt (seeds from the scene index j), and append everything the scores need to `bucket`."""
+    t0 = time.perf_counter()
+    learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, progress=False, **kw)
+    bucket["seconds"].append(time.perf_counter() - t0)
+    m2 = learned.apply(model)
+    gens = [generations(m2, f"a {t}", 100 * j) for t in learned.tokens]
+    bucket["sources"].append((to_tensor(scene.image), np.stack(scene.masks)))
+    bucket["per_concept"].append(gens)
+    bucket["composed"].append(generations(m2, "a " + " and a ".join(learned.tokens), 100 * j + 50))
+    bucket["present"] += [oracle.is_present(im, lab) for g, lab in zip(gens, scene.labels) for im in g]
+    return learned, m2
+
+
+def empty() -> dict:
+    return dict(sources=[], per_concept=[], composed=[], present=[], seconds=[])
+
+
 def main():
+    ap = argparse.ArgumentParser(description="ConceptExpress token learning on toy-shapes (Tables 1-2 analogs)")
+    ap.add_argument("--seeds", type=int, default=1, help="learning seeds per scene for BaS-dagger and ConceptExpress")
+    args = ap.parse_args()
+    if args.seeds < 1:
+        ap.error(f"--seeds must be at least 1, got {args.seeds}")
     torch.manual_seed(0)
     model = conceptlab.load("toy-shapes")
     clip = conceptlab.load_clip("toy-clip")
     scenes = [s for s in shapes.scenes("heldout", 4 * SCENES, start=300) if len(s.labels) >= 2][:SCENES]
-    per = {m: dict(sources=[], per_concept=[], composed=[], present=[], seconds=[]) for m in METHODS}
+    per = {m: empty() for m in METHODS}
     scale_rows = []
     for j, s in enumerate(scenes):
         concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
         for name, kw in METHODS.items():
             if name in ("+ split-and-merge", "+ attention alignment") and j >= ABLATION:
                 continue
-            t0 = time.perf_counter()
-            learned = express.learn_tokens(model, s.image, concepts, steps=500, seed=j, progress=False, **kw)
-            per[name]["seconds"].append(time.perf_counter() - t0)
-            m2 = learned.apply(model)
-            gens = [generations(m2, f"a {t}", 100 * j) for t in learned.tokens]
-            per[name]["sources"].append((to_tensor(s.image), np.stack(s.masks)))
-            per[name]["per_concept"].append(gens)
-            per[name]["composed"].append(generations(m2, "a " + " and a ".join(learned.tokens), 100 * j + 50))
-            per[name]["present"] += [oracle.is_present(im, lab) for g, lab in zip(gens, s.labels) for im in g]
+            learned, m2 = learn_and_generate(model, s, concepts, kw, j, j, per[name])
             if name == "ConceptExpress":
                 for i, (t, lab) in enumerate(zip(learned.tokens, s.labels)):
                     inv = inversion.invert(m2, s.image, f"a {t}", steps=50)
@@ -69,6 +92,15 @@ def main():
                                            others=[float(np.mean([oracle.presence(im, o) for o in others])) for im in ims]))
         print(f"scene {j + 1}/{len(scenes)} {s.labels}: " + ", ".join(
             f"{m} {np.mean(v['present'][-GEN * len(s.labels):]):.0%}" for m, v in per.items() if v["sources"]), flush=True)
+    pair = ("BaS-dagger", "ConceptExpress")
+    by_seed = [{m: per[m] for m in pair}]
+    for r in range(1, args.seeds):          # the same scenes and generation seeds, another learning seed
+        by_seed.append({m: empty() for m in pair})
+        for j, s in enumerate(scenes):
+            concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
+            for m in pair:
+                learn_and_generate(model, s, concepts, METHODS[m], j, j + 1000 * r, by_seed[-1][m])
+            print(f"seed {r + 1}/{args.seeds}, scene {j + 1}/{len(scenes)}", flush=True)
     res = dict(scenes=len(scenes), ablation_scenes=ABLATION, generations_per_prompt=GEN, steps=500, table={})
     for name, v in per.items():
         scores = metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"])
@@ -79,6 +111,15 @@ def main():
     # the same comparison on the ablation scenes only, so that all four rows share their scenes
     res["table_ablation_scenes"] = {name: metrics.concept_scores(clip, v["sources"][:ABLATION], v["per_concept"][:ABLATION],
                                                                  v["composed"][:ABLATION]) for name, v in per.items()}
+    keys = ("sim_i", "sim_c", "acc_1", "acc_3")
+    scored = [{m: metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"]) for m, v in b.items()}
+              for b in by_seed]
+    res["seeds"] = dict(count=len(by_seed), learning_seeds="scene index j + 1000 r, r = 0..count-1")
+    for m in pair:
+        res["seeds"][m] = {key: dict(per_seed=[sc[m][key] for sc in scored], mean=float(np.mean([sc[m][key] for sc in scored])),
+                                     std=float(np.std([sc[m][key] for sc in scored]))) for key in keys}
+    res["seeds"]["wins_per_seed"] = [sum(sc[pair[1]][key] > sc[pair[0]][key] for key in keys) for sc in scored]
+    res["seeds"]["wins_on_means"] = sum(res["seeds"][pair[1]][key]["mean"] > res["seeds"][pair[0]][key]["mean"] for key in keys)
     t = np.array([r["target"] for r in scale_rows])
     o = np.array([r["others"] for r in scale_rows])
     res["extract_then_scale"] = dict(omegas=OMEGAS, concepts=len(scale_rows), target=t.mean(0).tolist(), others=o.mean(0).tolist())
@@ -89,6 +130,12 @@ def main():
     print("extract-then-scale, omega " + " / ".join(f"{w:g}" for w in OMEGAS) + ": target presence "
           + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["target"]) + "; others "
           + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["others"]))
+    if len(by_seed) > 1:
+        print(f"across {len(by_seed)} learning seeds (mean +- std):")
+        for m in pair:
+            print(f"{m:24s} " + " ".join(f"{res['seeds'][m][key]['mean']:6.3f}+-{res['seeds'][m][key]['std']:.3f}" for key in keys))
+        print(f"ConceptExpress beats BaS-dagger on {res['seeds']['wins_on_means']} of 4 scores on the means; "
+              f"per seed: {res['seeds']['wins_per_seed']}")
     OUT.mkdir(exist_ok=True)
     (OUT / "tokens.json").write_text(json.dumps(res, indent=2))
     print(f"written to {OUT / 'tokens.json'}")
