@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/tokens_bench.py             # about 35 minutes on 2 cores
     .venv/bin/python benchmarks/tokens_bench.py --seeds 3   # + BaS-dagger and ConceptExpress with 2 more
                                                             #   learning seeds per scene (about 75 minutes)
+    .venv/bin/python benchmarks/tokens_bench.py --schedule official --table-only
+                                        # the authors' every-prompt-every-step schedule, BaS-dagger and
+                                        # ConceptExpress only (about 80 minutes), to tokens_official.json
 
 Held-out scenes with 2-3 objects; the concepts are the ground-truth masks (SAM's stand-in), each with its
 mean self-attention distribution f_i. For each scene, tokens are learned 500 steps by ConceptExpress and by
@@ -15,7 +18,7 @@ With --seeds K, every scene's tokens are learned again with K - 1 other seeds (t
 generations' seeds stay, so both methods are scored on the same noise); "seeds" in the results holds each
 seed's four scores, their mean and standard deviation across seeds, and on how many of the four scores
 ConceptExpress beats BaS-dagger, for each seed and on the means.
-Writes benchmarks/results/tokens.json.
+Writes benchmarks/results/tokens.json (tokens_official.json with --schedule official).
 """
 from __future__ import annotations
 
@@ -46,11 +49,12 @@ def generations(model, prompt: str, seed: int) -> torch.Tensor:
     return torch.cat([to_tensor(model.generate(prompt, steps=GEN_STEPS, guidance=5.0, seed=seed + k)) for k in range(GEN)])
 
 
-def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, bucket: dict):
+def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, bucket: dict, schedule: str = "sampled"):
     """Learn the scene's tokens with one method and seed, generate from each token and from the composed
     prompt (seeds from the scene index j), and append everything the scores need to `bucket`."""
     t0 = time.perf_counter()
-    learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, progress=False, **kw)
+    learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, schedule=schedule,
+                                   progress=False, **kw)
     bucket["seconds"].append(time.perf_counter() - t0)
     m2 = learned.apply(model)
     gens = [generations(m2, f"a {t}", 100 * j) for t in learned.tokens]
@@ -68,6 +72,10 @@ def empty() -> dict:
 def main():
     ap = argparse.ArgumentParser(description="ConceptExpress token learning on toy-shapes (Tables 1-2 analogs)")
     ap.add_argument("--seeds", type=int, default=1, help="learning seeds per scene for BaS-dagger and ConceptExpress")
+    ap.add_argument("--schedule", choices=["sampled", "official"], default="sampled",
+                    help="learn_tokens' schedule: one prompt a step (default) or every prompt every step")
+    ap.add_argument("--table-only", action="store_true",
+                    help="BaS-dagger and ConceptExpress only: no ablation rows, no extract-then-scale")
     args = ap.parse_args()
     if args.seeds < 1:
         ap.error(f"--seeds must be at least 1, got {args.seeds}")
@@ -80,10 +88,10 @@ def main():
     for j, s in enumerate(scenes):
         concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
         for name, kw in METHODS.items():
-            if name in ("+ split-and-merge", "+ attention alignment") and j >= ABLATION:
+            if name in ("+ split-and-merge", "+ attention alignment") and (j >= ABLATION or args.table_only):
                 continue
-            learned, m2 = learn_and_generate(model, s, concepts, kw, j, j, per[name])
-            if name == "ConceptExpress":
+            learned, m2 = learn_and_generate(model, s, concepts, kw, j, j, per[name], args.schedule)
+            if name == "ConceptExpress" and not args.table_only:
                 for i, (t, lab) in enumerate(zip(learned.tokens, s.labels)):
                     inv = inversion.invert(m2, s.image, f"a {t}", steps=50)
                     ims = scaling.sweep(m2, inv, f"a {t}", OMEGAS, steps=50)
@@ -99,9 +107,11 @@ def main():
         for j, s in enumerate(scenes):
             concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
             for m in pair:
-                learn_and_generate(model, s, concepts, METHODS[m], j, j + 1000 * r, by_seed[-1][m])
+                learn_and_generate(model, s, concepts, METHODS[m], j, j + 1000 * r, by_seed[-1][m], args.schedule)
             print(f"seed {r + 1}/{args.seeds}, scene {j + 1}/{len(scenes)}", flush=True)
-    res = dict(scenes=len(scenes), ablation_scenes=ABLATION, generations_per_prompt=GEN, steps=500, table={})
+    res = dict(scenes=len(scenes), ablation_scenes=0 if args.table_only else ABLATION, generations_per_prompt=GEN,
+               steps=500, schedule=args.schedule, table={})
+    per = {name: v for name, v in per.items() if v["sources"]}
     for name, v in per.items():
         scores = metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"])
         per_scene = [metrics.concept_scores(clip, [a], [b], [c]) for a, b, c in zip(v["sources"], v["per_concept"], v["composed"])]
@@ -109,8 +119,9 @@ def main():
                                   spread={k: float(np.std([p[k] for p in per_scene])) for k in ("sim_i", "sim_c")},
                                   oracle_present=float(np.mean(v["present"])), seconds_median=float(np.median(v["seconds"])))
     # the same comparison on the ablation scenes only, so that all four rows share their scenes
-    res["table_ablation_scenes"] = {name: metrics.concept_scores(clip, v["sources"][:ABLATION], v["per_concept"][:ABLATION],
-                                                                 v["composed"][:ABLATION]) for name, v in per.items()}
+    if not args.table_only:
+        res["table_ablation_scenes"] = {name: metrics.concept_scores(clip, v["sources"][:ABLATION], v["per_concept"][:ABLATION],
+                                                                     v["composed"][:ABLATION]) for name, v in per.items()}
     keys = ("sim_i", "sim_c", "acc_1", "acc_3")
     scored = [{m: metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"]) for m, v in b.items()}
               for b in by_seed]
@@ -120,16 +131,19 @@ def main():
                                      std=float(np.std([sc[m][key] for sc in scored]))) for key in keys}
     res["seeds"]["wins_per_seed"] = [sum(sc[pair[1]][key] > sc[pair[0]][key] for key in keys) for sc in scored]
     res["seeds"]["wins_on_means"] = sum(res["seeds"][pair[1]][key]["mean"] > res["seeds"][pair[0]][key]["mean"] for key in keys)
-    t = np.array([r["target"] for r in scale_rows])
-    o = np.array([r["others"] for r in scale_rows])
-    res["extract_then_scale"] = dict(omegas=OMEGAS, concepts=len(scale_rows), target=t.mean(0).tolist(), others=o.mean(0).tolist())
+    if scale_rows:
+        t = np.array([r["target"] for r in scale_rows])
+        o = np.array([r["others"] for r in scale_rows])
+        res["extract_then_scale"] = dict(omegas=OMEGAS, concepts=len(scale_rows), target=t.mean(0).tolist(),
+                                         others=o.mean(0).tolist())
     print(f"{'method':24s} {'SIM^I':>6s} {'SIM^C':>6s} {'ACC^1':>6s} {'ACC^3':>6s} {'oracle':>7s} {'s/500 steps':>11s}")
     for name, r in res["table"].items():
         print(f"{name:24s} {r['sim_i']:6.3f} {r['sim_c']:6.3f} {r['acc_1']:6.3f} {r['acc_3']:6.3f} {r['oracle_present']:7.0%} "
               f"{r['seconds_median']:11.1f}   ({r['scenes']} scenes)")
-    print("extract-then-scale, omega " + " / ".join(f"{w:g}" for w in OMEGAS) + ": target presence "
-          + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["target"]) + "; others "
-          + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["others"]))
+    if scale_rows:
+        print("extract-then-scale, omega " + " / ".join(f"{w:g}" for w in OMEGAS) + ": target presence "
+              + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["target"]) + "; others "
+              + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["others"]))
     if len(by_seed) > 1:
         print(f"across {len(by_seed)} learning seeds (mean +- std):")
         for m in pair:
@@ -137,8 +151,9 @@ def main():
         print(f"ConceptExpress beats BaS-dagger on {res['seeds']['wins_on_means']} of 4 scores on the means; "
               f"per seed: {res['seeds']['wins_per_seed']}")
     OUT.mkdir(exist_ok=True)
-    (OUT / "tokens.json").write_text(json.dumps(res, indent=2))
-    print(f"written to {OUT / 'tokens.json'}")
+    out = OUT / ("tokens.json" if args.schedule == "sampled" else "tokens_official.json")
+    out.write_text(json.dumps(res, indent=2))
+    print(f"written to {out}")
 
 
 if __name__ == "__main__":

@@ -58,6 +58,29 @@ def test_save_load_and_diffusers_reads_the_files(learned, tmp_path):
         ConceptTokens.load(tmp_path / "nothing")
 
 
+def test_schedules(toy):
+    """"official": each step every split token (N x g) before the merge, every token and the joint prompt
+    (N + 1) after it, every token (N) for Break-A-Scene-dagger; "sampled": one prompt a step."""
+    sizes, masks = [], np.stack(SCENE.masks)
+    hook = toy.unet.register_forward_pre_hook(lambda mod, args, kw: sizes.append(len(args[0])), with_kwargs=True)
+    try:
+        official = express.learn_tokens(toy, SCENE.image, masks, steps=5, split_steps=2, g=3, schedule="official",
+                                        progress=False)
+        assert sizes == [2 * 3] * 2 + [2 + 1] * 3 and official.settings["schedule"] == "official"
+        assert all(e > 0 for e in official.curves["emd"])
+        sizes.clear()
+        express.learn_tokens(toy, SCENE.image, masks, steps=3, split_merge=False, align=False, joint=False,
+                             schedule="official", progress=False)
+        assert sizes == [2] * 3
+        sizes.clear()
+        express.learn_tokens(toy, SCENE.image, masks, steps=4, split_steps=2, g=3, progress=False)
+        assert sizes == [1] * 4
+    finally:
+        hook.remove()
+    with pytest.raises(ValueError, match="schedule"):
+        express.learn_tokens(toy, SCENE.image, masks, steps=4, schedule="every", progress=False)
+
+
 def test_break_a_scene_dagger_configuration(toy):
     bas = express.learn_tokens(toy, SCENE.image, np.stack(SCENE.masks), steps=4, split_merge=False, align=False,
                                joint=False, progress=False)
