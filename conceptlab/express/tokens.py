@@ -223,7 +223,7 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
     template: the prompt around a token ("a photo of {}" on real models; "a {}" on the toy models, whose
     vocabulary has no "photo"). split_merge=False, align=False, joint=False: Break-A-Scene-dagger.
     schedule: "sampled" (one UNet call a step: a random prompt of the table) or "official" (every prompt
-    every step, as the authors' code; about 3x the time on the toy model, 6x with the EMD: see the module doc).
+    every step, as the authors' code; see the module doc): on a two-object toy scene 121 s against 37 s.
     Deterministic for a seed on the CPU. The model passed in is not modified."""
     from tqdm.auto import tqdm
 
