@@ -253,6 +253,7 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
     v_pred = model.scheduler.config.get("prediction_type", "epsilon") == "v_prediction"
     alphas, T = model.alphas_cumprod, len(model.alphas_cumprod)
     curves, sims = {"masked": [], "contrastive": [], "emd": []}, []
+    targets = {}                                            # f_i on the attention grid, per (concept, flip)
     opt = torch.optim.AdamW([table.weight], lr=lr, weight_decay=weight_decay)
     listen = LiveAttention(model.unet, kind="cross")
     flags = [p.requires_grad for p in model.unet.parameters()]
@@ -272,7 +273,7 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
                 a_t = alphas[t].view(P, 1, 1, 1)
                 z0 = z[flip:flip + 1]
                 z_t = a_t.sqrt() * z0 + (1 - a_t).sqrt() * noise
-                hidden, ids = table.encode([template.format(w) for w, _ in words])              # (P, L, D), (P, L)
+                hidden, ids = table.encode([template.format(" and ".join(w)) for w, _ in words])  # (P, L, D), (P, L)
                 pred = model.unet(z_t, t, encoder_hidden_states=hidden).sample
                 target = a_t.sqrt() * noise - (1 - a_t).sqrt() * z0 if v_pred else noise
                 per_prompt = (((pred - target) * mask[:, None]) ** 2).sum((1, 2, 3)) / \
@@ -286,12 +287,14 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
                 if align and (schedule == "official" or len(words[0][1]) == 1):   # eq. 11 ("sampled": not the joint)
                     emds = []
                     for b, (w, ks) in enumerate(words):
-                        for k, word in zip(ks, w.split(" and ")):
+                        for k, word in zip(ks, w):
                             pos = int((ids[b] == table.tok.convert_tokens_to_ids(word)).nonzero()[0, 0])
                             a, grid = _token_map(listen.maps, b, pos)
-                            emds.append(emd_loss(a, to_grid(f[k][flip], _grid_of(dists[k], masks[k]), grid), grid))
-                    emd = torch.stack(emds).mean()
-                    loss = loss + beta * torch.stack(emds).sum()
+                            if (k, flip) not in targets:
+                                targets[k, flip] = to_grid(f[k][flip], _grid_of(dists[k], masks[k]), grid)
+                            emds.append(emd_loss(a, targets[k, flip], grid))
+                    emds = torch.stack(emds)
+                    emd, loss = emds.mean(), loss + beta * emds.sum()
                 opt.zero_grad()
                 loss.backward()
                 table.weight.grad[~table.trainable] = 0
@@ -312,21 +315,22 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
 
 
 def _step_prompts(table: TokenTable, merged: bool, joint: bool, schedule: str, gen: torch.Generator):
-    """One step's image flip and prompts [(word(s), their concept indices)].
+    """One step's image flip and prompts [(their tokens, those tokens' concept indices)]; a prompt with
+    several tokens is the joint one, "<c0> and <c1> ...".
     "official": every token of the table (each split token before the merge) and, after it, the joint prompt.
     "sampled": one of them at random (a concept, or the joint prompt; before the merge a random split token of
     the concept)."""
     n = len(table.final)
     if schedule == "official":
         flip = int(torch.randint(2, (1,), generator=gen))
-        words = [(w, [i]) for i in range(n) for w in (table.final[i:i + 1] if merged else table.split[i])]
-        return flip, words + ([(" and ".join(table.final), list(range(n)))] if joint else [])
+        words = [([w], [i]) for i in range(n) for w in (table.final[i:i + 1] if merged else table.split[i])]
+        return flip, words + ([(table.final, list(range(n)))] if joint else [])
     k = int(torch.randint(n + int(joint), (1,), generator=gen))
     flip = int(torch.randint(2, (1,), generator=gen))
     if k == n:
-        return flip, [(" and ".join(table.final), list(range(n)))]
+        return flip, [(table.final, list(range(n)))]
     split = table.split[k][int(torch.randint(len(table.split[k]), (1,), generator=gen))]
-    return flip, [(table.final[k] if merged else split, [k])]
+    return flip, [([table.final[k] if merged else split], [k])]
 
 
 def emd_loss(a: torch.Tensor, b: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
