@@ -6,6 +6,7 @@
     .venv/bin/python benchmarks/tokens_bench.py --schedule official --table-only
                                         # the authors' every-prompt-every-step schedule, BaS-dagger and
                                         # ConceptExpress only (about 5 minutes a scene), to tokens_official.json
+    ... --cache .toy_runs/tokens_cache          # keep every learned run; a stopped run goes on where it stopped
 
 Held-out scenes with 2-3 objects; the concepts are the ground-truth masks (SAM's stand-in), each with its
 mean self-attention distribution f_i. For each scene, tokens are learned 500 steps by ConceptExpress and by
@@ -49,19 +50,35 @@ def generations(model, prompt: str, seed: int) -> torch.Tensor:
     return torch.cat([to_tensor(model.generate(prompt, steps=GEN_STEPS, guidance=5.0, seed=seed + k)) for k in range(GEN)])
 
 
-def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, bucket: dict, schedule: str = "sampled"):
+def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, bucket: dict, schedule: str = "sampled",
+                       cache: Path | None = None):
     """Learn the scene's tokens with one method and seed, generate from each token and from the composed
-    prompt (seeds from the scene index j), and append everything the scores need to `bucket`."""
-    t0 = time.perf_counter()
-    learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, schedule=schedule,
-                                   progress=False, **kw)
-    bucket["seconds"].append(time.perf_counter() - t0)
-    m2 = learned.apply(model)
-    gens = [generations(m2, f"a {t}", 100 * j) for t in learned.tokens]
+    prompt (seeds from the scene index j), and append everything the scores need to `bucket`.
+    With a cache folder, a (method, scene, seed) already learned and generated there is read back instead
+    (the tokens and the generations), so that a long run stopped midway goes on where it stopped."""
+    name = f"{schedule}_{'_'.join(f'{k}{int(v)}' for k, v in sorted(kw.items())) or 'full'}_scene{j}_seed{seed}"
+    if cache is not None and (cache / name / "entry.pt").exists():
+        entry = torch.load(cache / name / "entry.pt")
+        learned = express.ConceptTokens.load(cache / name)
+        m2 = learned.apply(model)
+    else:
+        t0 = time.perf_counter()
+        learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, schedule=schedule,
+                                       progress=False, **kw)
+        seconds = time.perf_counter() - t0
+        m2 = learned.apply(model)
+        gens = [generations(m2, f"a {t}", 100 * j) for t in learned.tokens]
+        entry = dict(seconds=seconds, per_concept=gens,
+                     composed=generations(m2, "a " + " and a ".join(learned.tokens), 100 * j + 50),
+                     present=[bool(oracle.is_present(im, lab)) for g, lab in zip(gens, scene.labels) for im in g])
+        if cache is not None:
+            learned.save(cache / name)
+            torch.save(entry, cache / name / "entry.pt")
+    bucket["seconds"].append(entry["seconds"])
     bucket["sources"].append((to_tensor(scene.image), np.stack(scene.masks)))
-    bucket["per_concept"].append(gens)
-    bucket["composed"].append(generations(m2, "a " + " and a ".join(learned.tokens), 100 * j + 50))
-    bucket["present"] += [oracle.is_present(im, lab) for g, lab in zip(gens, scene.labels) for im in g]
+    bucket["per_concept"].append(entry["per_concept"])
+    bucket["composed"].append(entry["composed"])
+    bucket["present"] += entry["present"]
     return learned, m2
 
 
@@ -77,6 +94,9 @@ def main():
     ap.add_argument("--scenes", type=int, default=SCENES, help=f"held-out scenes (default {SCENES}, the bar's count)")
     ap.add_argument("--table-only", action="store_true",
                     help="BaS-dagger and ConceptExpress only: no ablation rows, no extract-then-scale")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep each learned (method, scene, seed) and its generations in this folder, and read "
+                         "back what is already there: a run stopped midway goes on where it stopped")
     args = ap.parse_args()
     if args.seeds < 1 or args.scenes < 1:
         ap.error(f"--seeds and --scenes must be at least 1, got {args.seeds} and {args.scenes}")
@@ -91,7 +111,7 @@ def main():
         for name, kw in METHODS.items():
             if name in ("+ split-and-merge", "+ attention alignment") and (j >= ABLATION or args.table_only):
                 continue
-            learned, m2 = learn_and_generate(model, s, concepts, kw, j, j, per[name], args.schedule)
+            learned, m2 = learn_and_generate(model, s, concepts, kw, j, j, per[name], args.schedule, args.cache)
             if name == "ConceptExpress" and not args.table_only:
                 for i, (t, lab) in enumerate(zip(learned.tokens, s.labels)):
                     inv = inversion.invert(m2, s.image, f"a {t}", steps=50)
@@ -108,7 +128,8 @@ def main():
         for j, s in enumerate(scenes):
             concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
             for m in pair:
-                learn_and_generate(model, s, concepts, METHODS[m], j, j + 1000 * r, by_seed[-1][m], args.schedule)
+                learn_and_generate(model, s, concepts, METHODS[m], j, j + 1000 * r, by_seed[-1][m], args.schedule,
+                                   args.cache)
             print(f"seed {r + 1}/{args.seeds}, scene {j + 1}/{len(scenes)}", flush=True)
     res = dict(scenes=len(scenes), ablation_scenes=0 if args.table_only else ABLATION, generations_per_prompt=GEN,
                steps=500, schedule=args.schedule, table={})

@@ -6,8 +6,9 @@
     sound = conceptlab.load("toy-sounds")      # an embedded text-to-spectrogram model; generate -> (waveform, rate)
 """
 from .clip import Clip, load_clip
+from .dino import Dino, load_dino
 from .models import Condition, Model, ModelNotAvailableError, load
 from .scaling import scale_concept
 
-__all__ = ["load", "load_clip", "scale_concept", "Model", "Clip", "Condition", "ModelNotAvailableError"]
+__all__ = ["load", "load_clip", "load_dino", "scale_concept", "Model", "Clip", "Dino", "Condition", "ModelNotAvailableError"]
 __version__ = "0.1.0"

@@ -14,23 +14,45 @@ from .images import to_tensor
 from .models import from_pretrained, quiet_loading, resolve
 
 
-class Clip:
-    def __init__(self, model, tokenizer, processor, name: str):
-        self.model, self.tokenizer, self.processor, self.name = model.eval(), tokenizer, processor, name
-        crop = processor.crop_size
-        self.size = (crop["height"], crop["width"])
+def _entry(d, key: str):
+    """A size entry of an image processor's size dict (a dict in transformers 4, a SizeDict in 5)."""
+    return d.get(key) if isinstance(d, dict) else getattr(d, key, None)
+
+
+class ImageInput:
+    """Images -> the pixel values a transformers vision model expects, from its image processor's settings:
+    resized (bicubic) to the processor's size (a square of side shortest_edge, or height x width), then
+    center-cropped to crop_size when the processor crops. Shared by Clip and Dino."""
+
+    def __init__(self, processor):
+        size = processor.size
+        side = _entry(size, "shortest_edge")
+        self.resize = (side, side) if side else (_entry(size, "height"), _entry(size, "width"))
+        crop = processor.crop_size if getattr(processor, "do_center_crop", False) else None
+        self.size = (_entry(crop, "height"), _entry(crop, "width")) if crop else self.resize
+        if None in self.resize or None in self.size:
+            raise ValueError(f"cannot read an input size from the image processor's size {size} and crop {crop}")
         self.mean = torch.tensor(processor.image_mean).view(1, 3, 1, 1)
         self.std = torch.tensor(processor.image_std).view(1, 3, 1, 1)
 
+    def pixels(self, images) -> torch.Tensor:
+        """Images -> normalized pixel values (B, 3, h, w) at the model's input size."""
+        x = to_tensor(images, None, "images")
+        if tuple(x.shape[-2:]) != self.resize:
+            x = F.interpolate(x, size=self.resize, mode="bicubic", align_corners=False).clamp(-1, 1)
+        (H, W), (h, w) = self.resize, self.size
+        top, left = (H - h) // 2, (W - w) // 2
+        x = x[..., top:top + h, left:left + w]
+        return (((x + 1) / 2) - self.mean) / self.std
+
+
+class Clip(ImageInput):
+    def __init__(self, model, tokenizer, processor, name: str):
+        super().__init__(processor)
+        self.model, self.tokenizer, self.processor, self.name = model.eval(), tokenizer, processor, name
+
     def __repr__(self):
         return f"Clip({self.name!r}, image={self.size})"
-
-    def pixels(self, images) -> torch.Tensor:
-        """Images -> normalized pixel values (B, 3, H, W) at the model's input size (bicubic resize)."""
-        x = to_tensor(images, None, "images")
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bicubic", align_corners=False).clamp(-1, 1)
-        return (((x + 1) / 2) - self.mean) / self.std
 
     @torch.no_grad()
     def image_features(self, images) -> torch.Tensor:

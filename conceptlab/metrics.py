@@ -128,7 +128,7 @@ def masked_region(image: torch.Tensor, mask) -> torch.Tensor:
 
 
 def concept_scores(clip, sources: list, per_concept: list, composed: list) -> dict:
-    """ConceptExpress Table 1 on image features of any Clip (toy-clip, or CLIP/DINO-like features).
+    """ConceptExpress Table 1 on the image features of a Clip (toy-clip, CLIP) or a Dino (conceptlab.load_dino).
     sources: per scene (image (1, 3, H, W), masks (N, H, W)); per_concept: per scene, per concept, the images
     generated from "a photo of <c_i>" (k, 3, H, W); composed: per scene, the images generated from the
     prompt that names every concept (k, 3, H, W).
