@@ -62,3 +62,44 @@ def test_inversion_saves_and_loads(tiny, tmp_path):
     assert (back.prompt, back.method, back.model_name) == (inv.prompt, "renoise", "tiny-random")
     with pytest.raises(ValueError, match="renoise_steps"):
         inversion.invert(tiny, s.image, s.caption, steps=3, method="renoise", renoise_steps=-1)
+
+
+@pytest.mark.parametrize("method", ["ddim", "renoise"])
+def test_a_list_of_images_inverts_in_one_batch_as_each_alone(tiny, method):
+    scenes = [shapes.scene("heldout", i) for i in range(3)]
+    prompts = [s.caption for s in scenes]
+    together = inversion.invert(tiny, [s.image for s in scenes], prompts, steps=4, method=method)
+    assert isinstance(together, list) and len(together) == 3
+    for s, inv in zip(scenes, together):
+        alone = inversion.invert(tiny, s.image, s.caption, steps=4, method=method)
+        assert inv.prompt == s.caption and inv.latents.shape == alone.latents.shape == (5, 4, 16, 16)
+        assert torch.allclose(inv.latents, alone.latents, atol=1e-4)
+    batch = inversion.reconstruct(tiny, together)                              # (B, 3, H, W), in order
+    assert batch.shape == (3, 3, 32, 32)
+    for b, inv in enumerate(together):
+        assert torch.allclose(batch[b:b + 1], inversion.reconstruct(tiny, inv), atol=1e-4)
+    shared = inversion.invert(tiny, [s.image for s in scenes[:2]], "a red circle", steps=4)
+    assert [inv.prompt for inv in shared] == ["a red circle"] * 2
+    per_prompt = inversion.reconstruct(tiny, shared, prompt=["", "a blue square"])
+    assert torch.allclose(per_prompt[1:], inversion.reconstruct(tiny, shared[1], prompt="a blue square"), atol=1e-4)
+
+
+def test_batched_inversion_refuses_mismatched_input(tiny):
+    s = shapes.scene("heldout", 0)
+    with pytest.raises(ValueError, match="2 images but 3 prompts"):
+        inversion.invert(tiny, [s.image, s.image], ["a", "b", "c"], steps=3)
+    with pytest.raises(ValueError, match="list of prompts needs a list of images"):
+        inversion.invert(tiny, s.image, ["a red circle"], steps=3)
+    with pytest.raises(ValueError, match="empty list"):
+        inversion.invert(tiny, [], "a red circle", steps=3)
+    two = torch.zeros(2, 3, 32, 32)
+    with pytest.raises(ValueError, match="pass a list of single images"):
+        inversion.invert(tiny, two, "a red circle", steps=3)
+    with pytest.raises(ValueError, match="image 1 of the list"):
+        inversion.invert(tiny, [s.image, two], "a red circle", steps=3)
+    with pytest.raises(ValueError, match="empty list of inversions"):
+        inversion.reconstruct(tiny, [])
+    with pytest.raises(ValueError, match="1 inversions but 2 prompts"):
+        inversion.reconstruct(tiny, [inversion.invert(tiny, s.image, "a", steps=3)], prompt=["a", "b"])
+    with pytest.raises(TypeError, match="takes Inversions"):
+        inversion.reconstruct(tiny, [s.image])
