@@ -11,8 +11,9 @@ and, while i < t_exit, the noise regularization with the inversion's memory bank
     z_ref   = (z_i + bank[N - i]) / 2,  eps_bar = eps(z_ref, c)
     eps_hat = eps_null + w_i (eps_c - eps_null) + w_i (eps_bar - eps_c) = eps_null + w_i (eps_bar - eps_null)
 so eps_c is not computed during those steps. Each step's two evaluations go in one batched UNet forward,
-and several omegas share one inversion, batched together (`sweep`). Every step reports to a
-hooks.TrajectoryRecorder as stage "scaled" with branches "null", and "concept" or "regularized".
+and several omegas share one inversion, batched together (`sweep`); a list of inputs joins the same batch.
+Every step reports to a hooks.TrajectoryRecorder as stage "scaled" with branches "null", and "concept" or
+"regularized".
 """
 from __future__ import annotations
 
@@ -48,31 +49,41 @@ def check_scale(omega: float, gamma: float, t_exit: int | None = None, steps: in
 
 
 @torch.no_grad()
-def scaled_sample(model: Model, inv: Inversion, concept: str, omegas: list[float], gamma: float = 3.0,
-                  t_exit: int = 15, forward_prompt: str = "", clamp: bool = True, regularize: bool = True) -> torch.Tensor:
+def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str | list[str], omegas: list[float],
+                  gamma: float = 3.0, t_exit: int = 15, forward_prompt: str | list[str] = "", clamp: bool = True,
+                  regularize: bool = True) -> torch.Tensor:
     """Sample from the inversion's z_T once per omega, all omegas batched. Returns clean latents (K, C, h, w).
+    A list of S inversions (same step count), with one concept (and forward prompt) for all or one each,
+    puts every (inversion, omega) pair in the same batch: (S*K, C, h, w), inversion-major.
     regularize=False turns the memory-bank regularization off (t_exit is then ignored)."""
     if not isinstance(omegas, (list, tuple)) or not omegas:
         raise ValueError(f"omegas must be a non-empty list of numbers, got {omegas!r}")
-    model.check_prompt(concept)
-    model.check_prompt(forward_prompt, allow_empty=True)
-    steps = inv.steps
-    check_inversion(model, inv, steps)
+    invs = list(inv) if isinstance(inv, (list, tuple)) else [inv]
+    if not invs:
+        raise ValueError("scaled_sample got an empty list of inversions")
+    concepts, forwards = _one_each(concept, len(invs), "concept"), _one_each(forward_prompt, len(invs), "forward_prompt")
+    for c, fp in zip(concepts, forwards):
+        model.check_prompt(c)
+        model.check_prompt(fp, allow_empty=True)
+    steps = invs[0].steps
+    for one in invs:
+        check_inversion(model, one, steps)
     for omega in omegas:
         check_scale(omega, gamma, t_exit if regularize else None, steps)
-    k = len(omegas)
-    w = torch.stack([weights(o, gamma, steps, clamp) for o in omegas]).to(model.device)       # (K, N)
-    c = model.encode_text(concept).repeat(k)
-    null = (model.null() if forward_prompt == "" else model.encode_text(forward_prompt)).repeat(k)
-    both = Condition.cat([null, c])                                  # batch [null x K, concept x K]
-    timesteps = inv.timesteps
-    z = inv.z_T.to(model.device).repeat(k, 1, 1, 1)
+    k, n = len(omegas), len(invs)
+    w = torch.stack([weights(o, gamma, steps, clamp) for o in omegas]).repeat(n, 1).to(model.device)   # (S*K, N)
+    c = Condition.cat([model.encode_text(one).repeat(k) for one in concepts])
+    null = Condition.cat([(model.null() if fp == "" else model.encode_text(fp)).repeat(k) for fp in forwards])
+    both = Condition.cat([null, c])                                  # batch [null x S*K, concept x S*K]
+    timesteps = invs[0].timesteps
+    z = torch.cat([one.z_T.to(model.device).repeat(k, 1, 1, 1) for one in invs])
     exit_at = t_exit if regularize else 0
     with hooks.own_loop():
         for i, ((abar_t, abar_s), t) in enumerate(zip(alpha_pairs(model, timesteps), timesteps)):
-            wi = w[:, i].view(k, 1, 1, 1).to(z.dtype)
+            wi = w[:, i].view(n * k, 1, 1, 1).to(z.dtype)
             if i < exit_at:                                          # eqs. 6-7: eps_c is not needed
-                z_ref = (z + inv.at_step(i).to(z)) / 2
+                bank = torch.cat([one.at_step(i).to(z).expand(k, -1, -1, -1) for one in invs])   # bank[N - i]
+                z_ref = (z + bank) / 2
                 e_null, e_bar = model.eps(torch.cat([z, z_ref]), t, both).chunk(2)
                 eps = e_null + wi * (e_bar - e_null)
                 branches = {"null": e_null, "regularized": e_bar}
@@ -83,6 +94,15 @@ def scaled_sample(model: Model, inv: Inversion, concept: str, omegas: list[float
             hooks.report(i, t, z, eps, branches, stage="scaled")
             z = ddim_step(z, eps, abar_t, abar_s)
     return z
+
+
+def _one_each(value, n: int, name: str) -> list[str]:
+    """A prompt shared by n inputs, or a list of exactly n prompts."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"got {n} inputs but {len(value)} values of {name}: give one for all or one per input")
+        return list(value)
+    return [value] * n
 
 
 def _inversion_of(model: Model, x_or_inversion, concept: str, steps: int, method: str) -> Inversion:
@@ -104,9 +124,23 @@ def scale_concept(model: Model, x_or_inversion, concept: str, omega: float = 5.0
     return model.decode(scaled_sample(model, inv, concept, [omega], gamma, t_exit, forward_prompt, clamp, regularize))
 
 
-def sweep(model: Model, x_or_inversion, concept: str, omegas: list[float], gamma: float = 3.0, t_exit: int = 15,
-          steps: int = 50, forward_prompt: str = "", clamp: bool = True, regularize: bool = True,
-          method: str = "ddim") -> torch.Tensor:
-    """One inversion, every omega sampled in one batch: images (K, 3, H, W) in [-1, 1], in the order given."""
-    inv = _inversion_of(model, x_or_inversion, concept, steps, method)
-    return model.decode(scaled_sample(model, inv, concept, list(omegas), gamma, t_exit, forward_prompt, clamp, regularize))
+def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[float], gamma: float = 3.0,
+          t_exit: int = 15, steps: int = 50, forward_prompt: str | list[str] = "", clamp: bool = True,
+          regularize: bool = True, method: str = "ddim"):
+    """One inversion, every omega sampled in one batch: images (K, 3, H, W) in [-1, 1], in the order given.
+    A list of inputs (images or Inversions) with one concept for all or one each: all inputs and omegas
+    in one batch, returned as a list of (K, 3, H, W), one per input (images are inverted in one batch too)."""
+    if not isinstance(x_or_inversion, (list, tuple)):
+        inv = _inversion_of(model, x_or_inversion, concept, steps, method)
+        return model.decode(scaled_sample(model, inv, concept, list(omegas), gamma, t_exit, forward_prompt, clamp, regularize))
+    items = list(x_or_inversion)
+    if not items:
+        raise ValueError("sweep got an empty list of inputs")
+    concepts = _one_each(concept, len(items), "concept")
+    todo = [j for j, x in enumerate(items) if not isinstance(x, Inversion)]
+    invs = [_inversion_of(model, x, c, steps, method) if isinstance(x, Inversion) else None for x, c in zip(items, concepts)]
+    if todo:                                                         # the images: inverted in one batch
+        for j, one in zip(todo, invert(model, [items[j] for j in todo], [concepts[j] for j in todo], steps=steps, method=method)):
+            invs[j] = one
+    images = model.decode(scaled_sample(model, invs, concepts, list(omegas), gamma, t_exit, forward_prompt, clamp, regularize))
+    return list(images.split(len(omegas)))

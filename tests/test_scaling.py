@@ -104,3 +104,33 @@ def test_sdxl_null_is_the_encoders_empty_prompt_not_zeros():
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     out = scaling.sweep(model, x, "a red circle", [0.0, 3.0], steps=3, t_exit=1)
     assert out.shape == (2, 3, 16, 16) and torch.isfinite(out).all()
+
+
+def test_a_list_of_inputs_sweeps_in_one_batch_as_each_alone(tiny):
+    scenes = [shapes.scene("heldout", i) for i in (1, 2)]
+    concepts = [f"a {s.labels[0]}" for s in scenes]
+    invs = inversion.invert(tiny, [s.image for s in scenes], concepts, steps=6)
+    calls = []
+    handle = tiny.unet.register_forward_pre_hook(lambda m, a: calls.append(a[0].shape[0]))
+    try:
+        together = scaling.sweep(tiny, invs, concepts, [0.0, 3.0], t_exit=2, steps=6, forward_prompt=["", "grass"])
+    finally:
+        handle.remove()
+    assert calls == [8] * 6                                  # 2 inputs x 2 omegas x 2 branches, one call a step
+    assert isinstance(together, list) and [x.shape for x in together] == [(2, 3, 32, 32)] * 2
+    for inv, c, fp, out in zip(invs, concepts, ["", "grass"], together):
+        alone = scaling.sweep(tiny, inv, c, [0.0, 3.0], t_exit=2, steps=6, forward_prompt=fp)
+        assert torch.allclose(out, alone, atol=1e-4)
+    from_images = scaling.sweep(tiny, [scenes[0].image, invs[1]], concepts, [3.0], t_exit=2, steps=6)
+    assert torch.allclose(from_images[0], together[0][1:], atol=1e-4)
+
+
+def test_a_list_of_inputs_refuses_mismatched_prompts(tiny, inv):
+    with pytest.raises(ValueError, match="2 inputs but 3 values of concept"):
+        scaling.sweep(tiny, [inv, inv], ["a", "b", "c"], [1.0], steps=6)
+    with pytest.raises(ValueError, match="values of forward_prompt"):
+        scaling.sweep(tiny, [inv, inv], "a red circle", [1.0], steps=6, forward_prompt=[""])
+    with pytest.raises(ValueError, match="empty list of inputs"):
+        scaling.sweep(tiny, [], "a red circle", [1.0], steps=6)
+    with pytest.raises(ValueError, match="4 steps but 6"):
+        scaling.sweep(tiny, [inv, inversion.invert(tiny, shapes.scene("heldout", 0).image, "a", steps=4)], "a", [1.0], steps=6)
