@@ -92,7 +92,13 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
         raise ValueError(f"renoise_steps must be an integer >= 0 (ReNoise's default is 1), got {renoise_steps!r}")
     many = isinstance(image, (list, tuple))
     images = list(image) if many else [image]
-    prompts = _prompts_for(model, prompt, len(images), many)
+    if many and not images:
+        raise ValueError("invert got an empty list of images")
+    if isinstance(prompt, (list, tuple)) and not many:
+        raise ValueError("a list of prompts needs a list of images (one prompt per image)")
+    prompts = one_each(prompt, len(images), "prompts")
+    for p in prompts:
+        model.check_prompt(p, allow_empty=True)
     _check_steps(steps)
     z = []
     for k, im in enumerate(images):
@@ -125,21 +131,13 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     return out if many else out[0]
 
 
-def _prompts_for(model: Model, prompt, n: int, many: bool) -> list[str]:
-    """One prompt per image: a string is shared; a list must match a list of images."""
-    if many and n == 0:
-        raise ValueError("invert got an empty list of images")
-    if isinstance(prompt, (list, tuple)):
-        if not many:
-            raise ValueError("a list of prompts needs a list of images (one prompt per image)")
-        if len(prompt) != n:
-            raise ValueError(f"got {n} images but {len(prompt)} prompts: give one prompt for all or one per image")
-        prompts = list(prompt)
-    else:
-        prompts = [prompt] * n
-    for p in prompts:
-        model.check_prompt(p, allow_empty=True)
-    return prompts
+def one_each(value, n: int, what: str) -> list:
+    """`value` shared by n inputs, or a list of exactly n values, one per input (prompts, concepts)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"got {n} inputs but {len(value)} {what}: give one for all or one per input")
+        return list(value)
+    return [value] * n
 
 
 def check_inversion(model: Model, inv: Inversion, steps: int):
@@ -190,14 +188,7 @@ def reconstruct(model: Model, inv: Inversion | list[Inversion], prompt: str | li
         if not isinstance(one, Inversion):
             raise TypeError(f"reconstruct takes Inversions (from invert), got {type(one).__name__}")
         check_inversion(model, one, invs[0].steps)
-    if prompt is None:
-        prompts = [one.prompt for one in invs]
-    elif isinstance(prompt, (list, tuple)):
-        if len(prompt) != len(invs):
-            raise ValueError(f"got {len(invs)} inversions but {len(prompt)} prompts: give one prompt for all or one per inversion")
-        prompts = list(prompt)
-    else:
-        prompts = [prompt] * len(invs)
+    prompts = [one.prompt for one in invs] if prompt is None else one_each(prompt, len(invs), "prompts")
     cond = Condition.cat([model.encode_text(p) for p in prompts])
     z0 = sample(model, torch.cat([one.z_T for one in invs]), cond, invs[0].steps, guidance)
     return model.decode(z0)

@@ -22,7 +22,7 @@ import math
 import torch
 
 from . import hooks
-from .inversion import Inversion, alpha_pairs, check_inversion, ddim_step, invert
+from .inversion import Inversion, alpha_pairs, check_inversion, ddim_step, invert, one_each
 from .models import Condition, Model, _check_steps
 
 
@@ -61,7 +61,7 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
     invs = list(inv) if isinstance(inv, (list, tuple)) else [inv]
     if not invs:
         raise ValueError("scaled_sample got an empty list of inversions")
-    concepts, forwards = _one_each(concept, len(invs), "concept"), _one_each(forward_prompt, len(invs), "forward_prompt")
+    concepts, forwards = one_each(concept, len(invs), "concepts"), one_each(forward_prompt, len(invs), "forward prompts")
     for c, fp in zip(concepts, forwards):
         model.check_prompt(c)
         model.check_prompt(fp, allow_empty=True)
@@ -96,15 +96,6 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
     return z
 
 
-def _one_each(value, n: int, name: str) -> list[str]:
-    """A prompt shared by n inputs, or a list of exactly n prompts."""
-    if isinstance(value, (list, tuple)):
-        if len(value) != n:
-            raise ValueError(f"got {n} inputs but {len(value)} values of {name}: give one for all or one per input")
-        return list(value)
-    return [value] * n
-
-
 def _inversion_of(model: Model, x_or_inversion, concept: str, steps: int, method: str) -> Inversion:
     if isinstance(x_or_inversion, Inversion):
         check_inversion(model, x_or_inversion, steps)
@@ -136,9 +127,11 @@ def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[f
     items = list(x_or_inversion)
     if not items:
         raise ValueError("sweep got an empty list of inputs")
-    concepts = _one_each(concept, len(items), "concept")
+    concepts, invs = one_each(concept, len(items), "concepts"), list(items)
+    for x in items:
+        if isinstance(x, Inversion):
+            check_inversion(model, x, steps)
     todo = [j for j, x in enumerate(items) if not isinstance(x, Inversion)]
-    invs = [_inversion_of(model, x, c, steps, method) if isinstance(x, Inversion) else None for x, c in zip(items, concepts)]
     if todo:                                                         # the images: inverted in one batch
         for j, one in zip(todo, invert(model, [items[j] for j in todo], [concepts[j] for j in todo], steps=steps, method=method)):
             invs[j] = one

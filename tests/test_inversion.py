@@ -86,7 +86,7 @@ def test_a_list_of_images_inverts_in_one_batch_as_each_alone(tiny, method):
 
 def test_batched_inversion_refuses_mismatched_input(tiny):
     s = shapes.scene("heldout", 0)
-    with pytest.raises(ValueError, match="2 images but 3 prompts"):
+    with pytest.raises(ValueError, match="2 inputs but 3 prompts"):
         inversion.invert(tiny, [s.image, s.image], ["a", "b", "c"], steps=3)
     with pytest.raises(ValueError, match="list of prompts needs a list of images"):
         inversion.invert(tiny, s.image, ["a red circle"], steps=3)
@@ -99,7 +99,7 @@ def test_batched_inversion_refuses_mismatched_input(tiny):
         inversion.invert(tiny, [s.image, two], "a red circle", steps=3)
     with pytest.raises(ValueError, match="empty list of inversions"):
         inversion.reconstruct(tiny, [])
-    with pytest.raises(ValueError, match="1 inversions but 2 prompts"):
+    with pytest.raises(ValueError, match="1 inputs but 2 prompts"):
         inversion.reconstruct(tiny, [inversion.invert(tiny, s.image, "a", steps=3)], prompt=["a", "b"])
     with pytest.raises(TypeError, match="takes Inversions"):
         inversion.reconstruct(tiny, [s.image])

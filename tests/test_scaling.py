@@ -126,11 +126,13 @@ def test_a_list_of_inputs_sweeps_in_one_batch_as_each_alone(tiny):
 
 
 def test_a_list_of_inputs_refuses_mismatched_prompts(tiny, inv):
-    with pytest.raises(ValueError, match="2 inputs but 3 values of concept"):
+    with pytest.raises(ValueError, match="2 inputs but 3 concepts"):
         scaling.sweep(tiny, [inv, inv], ["a", "b", "c"], [1.0], steps=6)
-    with pytest.raises(ValueError, match="values of forward_prompt"):
+    with pytest.raises(ValueError, match="1 forward prompts"):
         scaling.sweep(tiny, [inv, inv], "a red circle", [1.0], steps=6, forward_prompt=[""])
     with pytest.raises(ValueError, match="empty list of inputs"):
         scaling.sweep(tiny, [], "a red circle", [1.0], steps=6)
+    with pytest.raises(ValueError, match="6 steps but 4"):
+        scaling.sweep(tiny, [inv], "a red circle", [1.0], steps=4)
     with pytest.raises(ValueError, match="4 steps but 6"):
         scaling.sweep(tiny, [inv, inversion.invert(tiny, shapes.scene("heldout", 0).image, "a", steps=4)], "a", [1.0], steps=6)
