@@ -9,10 +9,10 @@
 2. removal (paper Fig. 3, audio half): held-out mixtures of 2-3 sources; invert with one source's phrase
    (DDIM, and ReNoise as the paper), sample with "" (omega 0) and with the phrase (omega 1, the control).
    Bar: the target keeps <= 20% of its energy on >= 80% of mixtures, the control keeps >= 90%. Also with the
-   other sources' caption as forward prompt (paper A.5) and with signed omega -1 / -2 (paper Fig. 16).
+   other sources' caption as forward prompt (paper A.5) and with signed omega -1 .. -4 (paper Fig. 16).
 3. highlight: the target's share of the energy per omega (the curve), and every other source's presence
-   at the default omega 5 (bar: >= 70%); with the phrase against "" (the paper) and with the whole caption
-   against the other sources' caption (contrast).
+   at the default omega 5 (bar: >= 70%); with the phrase against "" (the paper), with the whole caption
+   against the other sources' caption (contrast), and with contrast but no noise regularization (t_exit 0).
 Writes benchmarks/results/sounds.json.
 """
 from __future__ import annotations
@@ -60,29 +60,43 @@ def multi_source(n: int, start: int) -> list[sounds.Mixture]:
     return out
 
 
-REMOVAL_OMEGAS = [0.0, -1.0, -2.0]
+REMOVAL_OMEGAS = [0.0, -1.0, -2.0, -3.0, -4.0]
+CHUNK = 10                                      # mixtures inverted and sampled together, one batch a step
 
 
-def removal(model, n: int = 100) -> dict:
+def removal(model, n: int = 100, methods=("ddim", "renoise"), previous: list[dict] | None = None) -> dict:
     """Mixtures 0.. of the held-out split with 2-3 sources; the target is the first source. For each inversion
     method (DDIM, ReNoise), one inversion with the target's phrase, then sampling at omega 1 (the control)
-    and at omega 0 / -1 / -2 (signed, clamp=False) with the forward prompt "" and with the other sources'
-    caption (paper A.5). A target is removed when its presence is <= 0.2, kept by the control when >= 0.9."""
-    rows = []
-    for mix in multi_source(n, start=0):
-        target, others = mix.kinds[0], mix.kinds[1:]
-        phrase, row = sounds.KINDS[target][0], dict(target=target)
-        for method in ("ddim", "renoise"):
-            inv = inversion.invert(model, mix.waveform, phrase, steps=STEPS, method=method)
-            for fwd, prompt in (("null", ""), ("others", sounds.caption_for(others))):
+    and at omega 0 / -1 / -2 / -3 / -4 (signed, clamp=False) with the forward prompt "" and with the other
+    sources' caption (paper A.5). A target is removed when its presence is <= 0.2, kept by the control when
+    >= 0.9. Mixtures go through in lists of CHUNK (the same numbers as one at a time, up to float rounding).
+    methods: the inversions to run; `previous` (the rows of an earlier run on the same mixtures) supplies the
+    settings of the others, so one method can be re-measured alone."""
+    mixes, rows = multi_source(n, start=0), []
+    if previous is not None and len(previous) != n:
+        raise ValueError(f"the previous removal rows cover {len(previous)} mixtures, not {n}: run every method")
+    for c in range(0, n, CHUNK):
+        chunk = mixes[c:c + CHUNK]
+        phrases = [sounds.KINDS[mix.kinds[0]][0] for mix in chunk]
+        block = [dict(target=mix.kinds[0]) for mix in chunk]
+        if previous is not None:                 # the earlier run's settings of the methods not re-run
+            for j, row in enumerate(block):
+                old = previous[c + j]
+                assert old["target"] == row["target"], "the previous rows are of other mixtures"
+                row.update({k: v for k, v in old.items() if k != "target" and k.split()[0] not in methods})
+        for method in methods:
+            invs = inversion.invert(model, [mix.waveform for mix in chunk], phrases, steps=STEPS, method=method)
+            for fwd in ("null", "others"):
+                prompts = [("" if fwd == "null" else sounds.caption_for(mix.kinds[1:])) for mix in chunk]
                 omegas = REMOVAL_OMEGAS + ([1.0] if fwd == "null" else [])
-                waves = scaling.sweep(model, inv, phrase, omegas, gamma=0, regularize=False, steps=STEPS,
-                                      forward_prompt=prompt, clamp=False)
-                for omega, w in zip(omegas, waves):
-                    p = sound_edits.presences(w, mix)
-                    key = f"{method} control" if omega == 1.0 else f"{method} {fwd} {omega:g}"
-                    row[key] = dict(target=p[target], others=float(np.median([p[k] for k in others])))
-        rows.append(row)
+                waves = scaling.sweep(model, invs, phrases, omegas, gamma=0, regularize=False, steps=STEPS,
+                                      forward_prompt=prompts, clamp=False)
+                for mix, row, ws in zip(chunk, block, waves):
+                    for omega, w in zip(omegas, ws):
+                        p = sound_edits.presences(w, mix)
+                        key = f"{method} control" if omega == 1.0 else f"{method} {fwd} {omega:g}"
+                        row[key] = dict(target=p[row["target"]], others=float(np.median([p[k] for k in mix.kinds[1:]])))
+        rows += block
     settings = {}
     for key in rows[0]:
         if key == "target":
@@ -100,27 +114,30 @@ def removal(model, n: int = 100) -> dict:
     return dict(mixtures=n, targets_per_kind=kinds, settings=settings, rows=rows)
 
 
-def highlight_curve(model, mixes, contrast: bool) -> list[dict]:
-    rows = [sound_edits.highlight(model, mix, mix.kinds[0], OMEGAS, steps=STEPS, contrast=contrast) for mix in mixes]
+def highlight_curve(model, mixes, contrast: bool, t_exit: int = 15) -> list[dict]:
+    rows = [sound_edits.highlight(model, mix, mix.kinds[0], OMEGAS, steps=STEPS, contrast=contrast, t_exit=t_exit)
+            for mix in mixes]
     curve = []
     for j, omega in enumerate(OMEGAS):
         at = [r[j] for r in rows]
         others = [p for row in at for k, p in row["presence"].items() if k != row["target"]]
         curve.append(dict(omega=omega, target_share=float(np.mean([row["share"] for row in at])),
                           target_presence=float(np.median([row["presence"][row["target"]] for row in at])),
-                          others_median_presence=float(np.median(others)),
+                          others_median_presence=float(np.median(others)), others_min_presence=float(np.min(others)),
                           others_keep_rate=float(np.mean(np.array(others) >= 0.7))))
     return curve
 
 
 def highlight(model, n: int = 40) -> dict:
-    """Held-out mixtures with 2-3 sources (from index 500); the target is the first source. Two setups:
-    "curve", the paper's (the phrase against ""), and "contrast_curve" (the whole caption against the other
-    sources' caption, sound_edits.highlight(contrast=True))."""
+    """Held-out mixtures with 2-3 sources (from index 500); the target is the first source. Three setups, all
+    gamma 3: "curve", the paper's (the phrase against "", noise regularization until t_exit 15),
+    "contrast_curve" (the whole caption against the other sources' caption, sound_edits.highlight(contrast=True)),
+    and "contrast_noreg_curve" (the same without the memory-bank regularization, t_exit 0)."""
     mixes = multi_source(n, start=500)
     input_share = float(np.mean([sounds.share(mix.waveform, mix.kinds[0]) for mix in mixes]))
     return dict(mixtures=n, default_omega=DEFAULT_OMEGA, input_target_share=input_share,
-                curve=highlight_curve(model, mixes, False), contrast_curve=highlight_curve(model, mixes, True))
+                curve=highlight_curve(model, mixes, False), contrast_curve=highlight_curve(model, mixes, True),
+                contrast_noreg_curve=highlight_curve(model, mixes, True, t_exit=0))
 
 
 PARTS = dict(reconstruction=reconstruction, removal=removal, highlight=highlight)
@@ -131,20 +148,25 @@ def main(argv=None):
     p.add_argument("--parts", nargs="+", choices=list(PARTS), default=list(PARTS))
     p.add_argument("--model", default="toy-sounds")
     p.add_argument("--quick", action="store_true", help="a few mixtures per part (a smoke run, not the bars)")
+    p.add_argument("--methods", nargs="+", choices=["ddim", "renoise"], default=["ddim", "renoise"],
+                   help="removal: the inversions to re-measure; the others' settings are kept from the results file")
     args = p.parse_args(argv)
     model = conceptlab.load(args.model)
     path = OUT / "sounds.json"
     results = json.loads(path.read_text()) if path.exists() and not args.quick else {}
     for part in args.parts:
         t0 = time.time()
-        results[part] = PARTS[part](model, **({"n": 3} if args.quick else {}))
+        kwargs = {"n": 3} if args.quick else {}
+        if part == "removal" and set(args.methods) != {"ddim", "renoise"}:
+            kwargs.update(methods=args.methods, previous=None if args.quick else results["removal"]["rows"])
+        results[part] = PARTS[part](model, **kwargs)
         results[part]["seconds"] = round(time.time() - t0, 1)
-        summary = {k: v for k, v in results[part].items() if k not in ("rows", "curve", "contrast_curve", "settings")}
+        summary = {k: v for k, v in results[part].items() if k not in ("rows", "settings") and not k.endswith("curve")}
         print(part, json.dumps(summary, indent=1), flush=True)
         for key, row in results[part].get("settings", {}).items():
             print(f"  {key:22s}", {k: v for k, v in row.items() if k != "per_kind"}, row.get("per_kind", ""))
         if part == "highlight":
-            for key in ("curve", "contrast_curve"):
+            for key in ("curve", "contrast_curve", "contrast_noreg_curve"):
                 for row in results[part][key]:
                     print(key, row)
     if not args.quick:

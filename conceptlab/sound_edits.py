@@ -37,6 +37,9 @@ def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forwa
     alone, the paper's removal; below 0 pushes away from the phrase, the signed mode of the paper's Fig. 16)
     and at omega 1 (the same-prompt reconstruction control).
     forward_prompt: what the null branch says (e.g. the other sources' caption, paper A.5; "" as in Fig. 3).
+    On toy-sounds (benchmarks/sounds_bench.py, 100 held-out mixtures) the target keeps <= 20% of its energy
+    on 47% of them at omega 0 with "", and on 85% at omega -4 with the other sources' caption, where those
+    sources come back louder (median 3.9x their energy); the control keeps >= 90% of the target on 95%.
     Returns {"removed": {kind: presence} at omega, "control": {kind: presence} at omega 1, "target": kind,
     "waves": {"removed": (T,), "control": (T,)} the two waveforms}."""
     _check(model, mix, kind)
