@@ -160,7 +160,7 @@ def show_layer_contributions(cache, y: int, x: int, renormalize: bool = True, si
 
 def show_levels(loc, size_in: float = 1.5):
     """Every FINCH level of pre-clustering of a Localization, the chosen one marked."""
-    chosen = next(i for i, lv in enumerate(loc.levels) if np.array_equal(lv.labels, loc.pre_labels))
+    chosen = loc.chosen
     fig, axes = plt.subplots(1, len(loc.levels), figsize=(size_in * len(loc.levels), size_in + 0.4), squeeze=False)
     for i, (ax, lv) in enumerate(zip(axes[0], loc.levels)):
         _labels(ax, lv.labels, loc.grid, f"level {i + 1}: {lv.k} clusters" + (" (chosen)" if i == chosen else ""))
@@ -169,16 +169,19 @@ def show_levels(loc, size_in: float = 1.5):
 
 
 def show_localization(loc, size_in: float = 1.7):
-    """The phases of ConceptExpress on one image: input, pre-clusters, end-of-text map, the pre-clusters the
-    filter kept, the concepts after post-clustering, each concept's mask."""
-    kept = np.where(np.isin(loc.pre_labels, np.flatnonzero(loc.kept)), loc.pre_labels, -1)
+    """The phases of ConceptExpress on one image: input, pre-clusters (cut into 4-connected pieces when
+    localize's instances=True), end-of-text map, the pieces the filter kept, the concepts after
+    post-clustering, each concept's mask."""
+    kept = np.where(np.isin(loc.pieces, np.flatnonzero(loc.kept)), loc.pieces, -1)
+    n_pre, n_pieces = int(loc.pre_labels.max()) + 1, int(loc.pieces.max()) + 1
     n = 5 + len(loc.concepts)
     fig, axes = plt.subplots(1, n, figsize=(size_in * n, size_in + 0.4), squeeze=False)
     ax = axes[0]
     ax[0].imshow(_as_display(loc.image[0]), interpolation="nearest")
     ax[0].axis("off")
     ax[0].set_title("input", fontsize=7)
-    _labels(ax[1], loc.pre_labels, loc.grid, f"1. pre-clusters ({int(loc.pre_labels.max()) + 1})")
+    _labels(ax[1], loc.pieces, loc.grid, f"1. pre-clusters ({n_pre})" if n_pieces == n_pre else
+            f"1. {n_pre} pre-clusters, {n_pieces} pieces")
     _heat(ax[2], loc.eot.view(loc.grid), "2. end-of-text attention")
     _labels(ax[3], kept, loc.grid, f"3. kept by the filter ({int(loc.kept.sum())})", loc.image[0])
     _labels(ax[4], loc.post_labels, loc.grid, f"4. concepts ({len(loc.concepts)})", loc.image[0])

@@ -8,8 +8,9 @@ import torch
 
 from conceptlab import express, metrics
 from conceptlab.express.cluster import finch, finch_k, kmeans, symmetric_kl
-from conceptlab.express.localize import (adjacency, aggregate, end_of_text_filter, end_of_text_index, find_concepts,
-                                         pre_cluster, record_attention)
+from conceptlab.express.localize import (PAPER_RECIPE, adjacency, aggregate, end_of_text_filter, end_of_text_index,
+                                         end_of_text_map, find_concepts, pre_cluster, record_attention,
+                                         split_instances)
 from conceptlab.models import Model
 from conceptlab.toy import tiny
 
@@ -147,12 +148,55 @@ def test_last_level_still_above_n_max(monkeypatch):
 def test_no_cluster_passes_the_filter():
     a, _, _ = squares_scene(3)
     flat = torch.ones(256)                                            # a constant map: nothing beats its mean
-    kept, _ = end_of_text_filter(np.arange(256) % 5, flat)
-    assert not kept.any()
+    for threshold in ("mean", "otsu"):
+        kept, _, bar = end_of_text_filter(np.arange(256) % 5, flat, threshold)
+        assert not kept.any() and bar == 1.0
     with pytest.warns(UserWarning, match="end-of-text filter"):
         out = find_concepts(a, (16, 16), flat, torch.zeros(1, 3, 16, 16), n_max=4)
     assert len(out) >= 1 and "keeping them all" in out.notes[-1]
     assert "nothing passed" in out.concepts[0].history[1]
+
+
+def twin_squares():
+    """Two same-looking squares apart: every pixel of either attends to both (as two red circles do), so
+    one pre-cluster holds both; the end-of-text map is peaked: 1 on the first square, 0.02 on the second."""
+    a, _, lab = squares_scene(2, size=3, gap=4)
+    flat = lab.flatten()
+    on = torch.from_numpy(flat >= 0)
+    a[on.nonzero()[:, 0][:, None], on.nonzero()[:, 0][None]] = 1.0
+    a = a / a.sum(1, keepdim=True)
+    eot = torch.from_numpy(np.where(flat == 0, 1.0, np.where(flat == 1, 0.02, 1e-4))).float()
+    return a, eot, lab
+
+
+def test_split_instances_cuts_a_cluster_in_two_places():
+    lab = np.zeros((4, 6), int)
+    lab[:, 3:] = 1
+    lab[1, 0] = lab[1, 5] = 2                                         # cluster 2: two pixels far apart
+    out = split_instances(lab.flatten(), (4, 6)).reshape(4, 6)
+    assert out.max() + 1 == 4 and out[1, 0] != out[1, 5]
+    assert len(np.unique(out[lab == 0])) == 1 and len(np.unique(out[lab == 1])) == 1
+    assert np.array_equal(split_instances(np.zeros(6, int), (2, 3)), np.zeros(6, int))
+
+
+def test_twin_objects_are_two_concepts_with_our_defaults():
+    """The paper's recipe finds one concept for two look-alike objects (one pre-cluster, and eq. 5's mean
+    of a peaked map keeps only the brighter); ours cuts the pre-cluster into pieces, and the log scale with
+    Otsu's threshold keeps the fainter object too."""
+    a, eot, lab = twin_squares()
+    log_eot = torch.log(eot)
+    log_eot = (log_eot - log_eot.min()) / (log_eot.max() - log_eot.min())   # what end_of_text_map(scale="log") gives
+    lin_eot = (eot - eot.min()) / (eot.max() - eot.min())
+    truth = np.stack([np.kron(lab == j, np.ones((2, 2), bool)) for j in range(2)])
+    paper = {k: v for k, v in PAPER_RECIPE.items() if k != "eot_scale"}
+    found_paper = find_concepts(a, (16, 16), lin_eot, torch.zeros(1, 3, 32, 32), n_max=3, **paper)
+    ours = find_concepts(a, (16, 16), log_eot, torch.zeros(1, 3, 32, 32), n_max=3)
+    assert len(found_paper) == 1
+    assert len(ours) == 2 and metrics.match_masks(ours.masks(), truth)["iou"] == 1.0
+    kept, _, _ = end_of_text_filter(lab.flatten() + 1, lin_eot, "mean")        # eq. 5 alone drops the faint square
+    assert kept.tolist() == [False, True, False]
+    kept, _, _ = end_of_text_filter(lab.flatten() + 1, log_eot, "otsu")
+    assert kept.tolist() == [False, True, True]
 
 
 def test_adjacency_is_four_connected():
@@ -181,6 +225,13 @@ def test_bad_inputs(toy):
         express.localize(object(), img)
     with pytest.raises(ValueError, match="grid"):
         find_concepts(rows(8, 8), (4, 4), torch.ones(8), torch.zeros(1, 3, 8, 8))
+    a, eot, _ = twin_squares()
+    with pytest.raises(ValueError, match="delta_factor"):
+        find_concepts(a, (16, 16), eot, torch.zeros(1, 3, 16, 16), delta_factor=0)
+    with pytest.raises(ValueError, match="threshold must be"):
+        find_concepts(a, (16, 16), eot, torch.zeros(1, 3, 16, 16), eot_threshold="median")
+    with pytest.raises(ValueError, match="scale must be"):
+        end_of_text_map(record_attention(toy, img), toy, (16, 16), scale="sqrt")
 
 
 # ------------------------------------------------------------------------------------------ on models

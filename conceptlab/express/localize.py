@@ -10,16 +10,29 @@ The phases, each a function here so that a notebook can run and picture them one
 2. `aggregate`: every self-attention layer, head-averaged, brought to the finest grid and weighted by its
    resolution (eq. 3-4) -> one distribution over pixels per pixel, A (n, n), n = h*w.
 3. `pre_cluster`: FINCH under symmetric KL on all pixels; the level with the fewest clusters still >= N_max;
-   delta = the largest link that level used.
-4. `end_of_text_filter`: keep a cluster when the end-of-text token's cross-attention inside it beats the
-   image mean (eq. 5).
+   delta = the largest link that level used. Then `split_instances`: every pre-cluster cut into its
+   4-connected pieces (ours; see below).
+4. `end_of_text_filter`: keep a cluster when the end-of-text token's cross-attention inside it beats a
+   threshold (eq. 5: the image mean).
 5. `post_cluster`: FINCH on the kept clusters' mean distributions with links cut above delta or between
    masks that do not touch (4-connectivity); the last level gives N automatically.
+
+Our defaults differ from the paper's recipe in three documented places, each measured on toy-shapes by
+benchmarks/express_bench.py (ablation rows), and `PAPER_RECIPE` restores all three:
+- instances=True: a pre-cluster whose pixels lie in two places (two same-coloured objects attend alike)
+  is cut into its 4-connected pieces before filtering, so that one piece is one instance;
+- eot_scale="log", eot_threshold="otsu": the end-of-text map is peaked (one object takes most of it), so
+  eq. 5's mean, on the attention itself, drops every object but the brightest; on log-attention with Otsu's
+  threshold (scikit-image) the filter keeps each object's pieces;
+- delta_factor=5: post-clustering's cut at delta (the paper's reading) leaves the pieces of one object apart
+  on toy-shapes; 5 delta joins them and still cuts the longest links. Toy-shapes has no touching objects, so
+  what the cut must do there (keep touching objects apart) is not measured here.
 
 Where the authors' code crashes we go on and say what happened in `Localization.notes` (see each function).
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 
@@ -31,6 +44,9 @@ from scipy import ndimage
 from ..hooks import AttentionCache, AttentionRecorder, attention_layers, selects, unet_of
 from ..images import to_tensor
 from .cluster import Level, check_distributions, finch, symmetric_kl
+
+PAPER_RECIPE = dict(instances=False, eot_scale="linear", eot_threshold="mean", delta_factor=1.0)
+"""localize(model, image, **PAPER_RECIPE): the paper's phases as written (see the module docstring)."""
 
 
 @dataclass
@@ -46,14 +62,18 @@ class Concept:
 @dataclass
 class Localization:
     """Everything localize() saw. grid: (h, w) of the attention; attention: (n, n) aggregated rows;
-    levels: every FINCH level of pre-clustering; pre_labels: (n,) the chosen level; delta: its largest link;
-    eot: (n,) end-of-text map in [0, 1]; kept: (k,) bool per pre-cluster; post_labels: (n,) concept of each
+    levels: every FINCH level of pre-clustering; chosen: the index of the level used; pre_labels: (n,) its
+    clusters; pieces: (n,) those cut into 4-connected pieces (instances=True; else pre_labels);
+    delta: the chosen level's largest link (before delta_factor); eot: (n,) end-of-text map in [0, 1];
+    kept: (k,) bool per piece; post_labels: (n,) concept of each
     pixel, -1 where filtered out; concepts: the result; notes: what went differently from the paper's path."""
     image: torch.Tensor
     grid: tuple[int, int]
     attention: torch.Tensor
     levels: list[Level]
+    chosen: int
     pre_labels: np.ndarray
+    pieces: np.ndarray
     delta: float
     eot: torch.Tensor
     kept: np.ndarray
@@ -157,6 +177,20 @@ def pre_cluster(attention: torch.Tensor, n_max: int = 10, delta_from: str = "cho
     return levels, chosen, delta, notes
 
 
+def split_instances(labels: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """Cut every cluster of `labels` (n,) on `grid` (h, w) into its 4-connected pieces: (n,) new labels
+    0..m-1, m >= the number of clusters. Self-attention groups pixels that look alike, so two red circles can
+    share a pre-cluster; a concept of ConceptExpress is one instance, and post-clustering joins only pieces
+    that touch, so a piece is where an instance can start."""
+    lab = labels.reshape(grid)
+    out, m = np.empty_like(lab), 0
+    for c in range(int(lab.max()) + 1):
+        pieces, k = ndimage.label(lab == c)                 # default structure: 4-connectivity
+        out[pieces > 0] = pieces[pieces > 0] - 1 + m
+        m += k
+    return out.flatten()
+
+
 # ------------------------------------------------------------------------------------------- phase 4
 def end_of_text_index(tokenizer) -> int:
     """Position of the end-of-text token in the tokenized "" (1: after the start token). Found by the eos
@@ -168,24 +202,45 @@ def end_of_text_index(tokenizer) -> int:
     return ids.index(eos)
 
 
-def end_of_text_map(cache: AttentionCache, model, grid: tuple[int, int], side: int = 16) -> torch.Tensor:
+def end_of_text_map(cache: AttentionCache, model, grid: tuple[int, int], side: int = 16,
+                    scale: str = "linear") -> torch.Tensor:
     """e (n,): the end-of-text token's cross-attention for "", averaged over the `side` x `side` layers
     (the paper's 16x16; the finest cross-attention layers when the UNet has none at that size), upsampled
-    bilinearly to `grid`, min-max normalized to [0, 1]."""
+    bilinearly to `grid`, then (scale="log") its logarithm, min-max normalized to [0, 1]. The log keeps the
+    order of the pixels and spreads a peaked map (see `end_of_text_filter`)."""
+    if scale not in ("linear", "log"):
+        raise ValueError(f"scale must be 'linear' (the paper) or 'log', got {scale!r}")
     layers = [n for n in cache.layers("cross") if cache.grids[n] == (side, side)] or \
              [n for n in cache.layers("cross") if cache.grids[n] == cache.finest("cross")]
     h, w = cache.grids[layers[0]]
     e = cache.maps("cross", layers=layers).mean(0)[:, end_of_text_index(model.tokenizer)].reshape(1, 1, h, w)
-    e = F.interpolate(e, size=grid, mode="bilinear", align_corners=False).flatten()
+    e = F.interpolate(e, size=grid, mode="bilinear", align_corners=False).flatten().float()
+    if scale == "log":
+        e = torch.log(e.clamp(min=1e-12))
     return (e - e.min()) / (e.max() - e.min()).clamp(min=1e-12)
 
 
-def end_of_text_filter(labels: np.ndarray, eot: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 5: keep cluster c when mean(e[c]) > mean(e). Returns (kept (k,) bool, inside means (k,))."""
+def eot_threshold_of(eot: torch.Tensor, threshold: str = "otsu") -> float:
+    """The value a cluster's mean end-of-text attention must beat: "mean" (eq. 5: the image mean) or
+    "otsu" (Otsu's threshold of the map's histogram, scikit-image; the mean when the map is flat)."""
+    from skimage.filters import threshold_otsu
+
+    if threshold not in ("mean", "otsu"):
+        raise ValueError(f"threshold must be 'mean' (eq. 5) or 'otsu', got {threshold!r}")
+    e = eot.double().numpy()
+    if threshold == "mean" or e.max() - e.min() < 1e-12:
+        return float(e.mean())
+    return float(threshold_otsu(e))
+
+
+def end_of_text_filter(labels: np.ndarray, eot: torch.Tensor, threshold: str = "mean") -> tuple[np.ndarray, np.ndarray, float]:
+    """Eq. 5: keep cluster c when mean(e[c]) > the threshold (see `eot_threshold_of`; the paper's is the
+    image mean). Returns (kept (k,) bool, inside means (k,), the threshold)."""
     k = int(labels.max()) + 1
     e = eot.double().numpy()
     inside = np.array([e[labels == c].mean() for c in range(k)])
-    return inside > e.mean(), inside
+    bar = eot_threshold_of(eot, threshold)
+    return inside > bar, inside, bar
 
 
 # ------------------------------------------------------------------------------------------- phase 5
@@ -198,11 +253,11 @@ def adjacency(masks: np.ndarray) -> torch.Tensor:
     return torch.from_numpy((grown.astype(np.float32) @ flat.T.astype(np.float32)) > 0)
 
 
-def post_cluster(attention: torch.Tensor, labels: np.ndarray, kept: np.ndarray, delta: float,
+def post_cluster(attention: torch.Tensor, labels: np.ndarray, kept: np.ndarray, delta: float | None,
                  grid: tuple[int, int]) -> tuple[np.ndarray, list[Level]]:
     """FINCH over the kept pre-clusters' mean distributions (weighted by pixel counts), where a cluster
-    links only to clusters whose masks touch and only when the distance is <= delta; the last level is the
-    answer. Returns (concept of each kept pre-cluster (m,), the levels)."""
+    links only to clusters whose masks touch and only when the distance is <= delta (None: no cut); the
+    last level is the answer. Returns (concept of each kept pre-cluster (m,), the levels)."""
     ids = np.flatnonzero(kept)
     masks = np.stack([(labels == c).reshape(grid) for c in ids])
     counts = torch.tensor([m.sum() for m in masks], dtype=torch.float32)
@@ -218,10 +273,13 @@ def post_cluster(attention: torch.Tensor, labels: np.ndarray, kept: np.ndarray, 
 
 # ------------------------------------------------------------------------------------------- the method
 def localize(model, image, n_max: int = 10, renormalize: bool = True, t: int = 0, layers=None,
-             delta_from: str = "chosen", eot_side: int = 16) -> Localization:
+             delta_from: str = "chosen", eot_side: int = 16, instances: bool = True, eot_scale: str = "log",
+             eot_threshold: str = "otsu", delta_factor: float = 5.0) -> Localization:
     """Find the concepts of `image` (PIL, uint8 (H, W, 3) array or tensor in [-1, 1]) with no supervision.
     n_max: N_max of pre-clustering (paper: 10). renormalize, layers: see `aggregate`; t: see
-    `record_attention`; delta_from, eot_side: see `pre_cluster` and `end_of_text_map`. Returns a Localization."""
+    `record_attention`; delta_from: see `pre_cluster`; eot_side, eot_scale: see `end_of_text_map`;
+    instances, eot_threshold, delta_factor: see `find_concepts`. `**PAPER_RECIPE` gives the paper's
+    phases as written. Returns a Localization."""
     if not hasattr(model, "unet") or not hasattr(model, "tokenizer"):
         raise TypeError("localize needs a conceptlab Model of an image pipeline: conceptlab.load('toy-shapes')")
     if not any(k == "self" for k in attention_layers(unet_of(model)).values()):
@@ -230,37 +288,47 @@ def localize(model, image, n_max: int = 10, renormalize: bool = True, t: int = 0
     x = to_tensor(image, model.image_size)
     cache = record_attention(model, x, t)
     attention, grid, _ = aggregate(cache, renormalize, layers)
-    eot = end_of_text_map(cache, model, grid, eot_side)
-    return find_concepts(attention, grid, eot, x, n_max, delta_from)
+    eot = end_of_text_map(cache, model, grid, eot_side, eot_scale)
+    return find_concepts(attention, grid, eot, x, n_max, delta_from, instances=instances,
+                         eot_threshold=eot_threshold, delta_factor=delta_factor)
 
 
 def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Tensor, image: torch.Tensor,
-                  n_max: int = 10, delta_from: str = "chosen", keep=None) -> Localization:
+                  n_max: int = 10, delta_from: str = "chosen", keep=None, instances: bool = True,
+                  eot_threshold: str = "otsu", delta_factor: float = 5.0) -> Localization:
     """Phases 3-5 on an aggregated attention A (n, n), its grid (h, w) and an end-of-text map e (n,):
     pre-cluster, filter, post-cluster, and build the concepts (masks at the size of `image` (1, 3, H, W)).
+    instances: cut pre-clusters into 4-connected pieces (`split_instances`; the paper: False);
+    eot_threshold: "otsu" or "mean" (eq. 5), see `eot_threshold_of`; delta_factor: post-clustering cuts
+    links longer than delta_factor * delta (the paper: 1; math.inf: adjacency alone).
     keep: replace the end-of-text filter by your own, a function (pre-cluster labels (n,)) -> (k,) bool;
     e.g. a ground-truth filter, to measure what the filter costs (benchmarks/express_bench.py)."""
     n = grid[0] * grid[1]
     if attention.shape != (n, n) or eot.shape != (n,):
         raise ValueError(f"on a {grid} grid the attention must be ({n}, {n}) and e ({n},), got "
                          f"{tuple(attention.shape)} and {tuple(eot.shape)}")
+    if isinstance(delta_factor, bool) or not isinstance(delta_factor, (int, float)) or not delta_factor > 0:
+        raise ValueError(f"delta_factor must be a positive number (the paper: 1), got {delta_factor!r}")
     levels, chosen, delta, notes = pre_cluster(attention, n_max, delta_from)
-    labels = levels[chosen].labels
-    kept, inside = end_of_text_filter(labels, eot)
+    labels = split_instances(levels[chosen].labels, grid) if instances else levels[chosen].labels
+    what = "piece" if instances else "pre-cluster"
+    kept, inside, bar = end_of_text_filter(labels, eot, eot_threshold)
     if keep is not None:
         kept = np.asarray(keep(labels), bool)
     filtered = kept.any()
     if not filtered:
-        notes.append("no pre-cluster passed the end-of-text filter: keeping them all")
+        notes.append(f"no {what} passed the end-of-text filter: keeping them all")
         warnings.warn("no cluster passed the end-of-text filter (eq. 5); all pre-clusters are kept", stacklevel=2)
         kept = np.ones_like(kept)
-    concept_of, _ = post_cluster(attention, labels, kept, delta, grid)
+    cut = None if math.isinf(delta_factor) else delta * delta_factor      # inf: adjacency alone
+    concept_of, _ = post_cluster(attention, labels, kept, cut, grid)
     ids = np.flatnonzero(kept)
     post = np.full(labels.shape, -1)
     for c, concept in zip(ids, concept_of):
         post[labels == c] = concept
     size = tuple(image.shape[-2:])
     concepts = []
+    split = f", cut into {int(labels.max()) + 1} 4-connected pieces" if instances else ""
     for j in range(int(concept_of.max()) + 1):
         members = ids[concept_of == j]
         grid_mask = (post == j).reshape(grid)
@@ -268,9 +336,11 @@ def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Ten
         plural = "s" if len(members) > 1 else ""
         insides = ", ".join(f"{inside[c]:.2f}" for c in members)
         history = [f"pre-clustering: FINCH level {chosen + 1} of {len(levels)} ({levels[chosen].k} clusters, "
-                   f"delta {delta:.4f}) gave pre-cluster{plural} {', '.join(map(str, members))}",
-                   f"end-of-text filter: kept (inside {insides} > image mean {float(eot.mean()):.2f})" if filtered else
+                   f"delta {delta:.4f}){split} gave {what}{plural} {', '.join(map(str, members))}",
+                   f"end-of-text filter: kept (inside {insides} > {eot_threshold} {bar:.2f})" if filtered else
                    f"end-of-text filter: nothing passed, kept anyway (inside {insides})",
-                   f"post-clustering: {len(members)} pre-cluster{plural} merged into concept {j}"]
+                   f"post-clustering: {len(members)} {what}{plural} merged into concept {j}"]
         concepts.append(Concept(mask.numpy(), grid_mask, attention[torch.from_numpy(grid_mask.flatten())].mean(0), history))
-    return Localization(image, grid, attention, levels, labels, delta, eot, kept, post, concepts, notes)
+    return Localization(image=image, grid=grid, attention=attention, levels=levels, chosen=chosen,
+                        pre_labels=levels[chosen].labels, pieces=labels, delta=delta, eot=eot, kept=kept,
+                        post_labels=post, concepts=concepts, notes=notes)
