@@ -1,6 +1,6 @@
 """ConceptExpress localization on toy-shapes, against the bars of the localization issue.
 
-    .venv/bin/python benchmarks/express_bench.py            # about 3 minutes on 2 cores
+    .venv/bin/python benchmarks/express_bench.py            # about 90 seconds on 2 cores
 
 1. Cost: all-pairs symmetric KL plus the whole FINCH hierarchy on 4096 distributions of 4096 bins (the
    SD 2.1-base size), over the time of the two GEMMs all pairs need, in one run; and the peak memory
