@@ -31,7 +31,7 @@ def _check(model: Model, mix: sounds.Mixture, kind: str):
 
 
 def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forward_prompt: str = "",
-            omega: float = 0.0, method: str = "renoise") -> dict:
+            omega: float = 0.0, method: str = "renoise", inv: inversion.Inversion | None = None) -> dict:
     """Invert with the source's phrase (ReNoise by default, as the paper; "ddim" for plain DDIM inversion),
     then sample from that one inversion twice, gamma 0 without regularization: at `omega` (0: the null branch
     alone, the paper's removal; below 0 pushes away from the phrase, the signed mode of the paper's Fig. 16)
@@ -40,18 +40,26 @@ def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forwa
     On toy-sounds (benchmarks/sounds_bench.py, 100 held-out mixtures) the target keeps <= 20% of its energy
     on 47% of them at omega 0 with "", and on 85% at omega -4 with the other sources' caption, where those
     sources come back louder (median 3.9x their energy); the control keeps >= 90% of the target on 95%.
+    inv: the Inversion of an earlier call's row (row["inversion"]) to sample other settings from, with no
+    second inversion; it must be this mixture's, made with the source's phrase, `method` and `steps`.
     Returns {"removed": {kind: presence} at omega, "control": {kind: presence} at omega 1, "target": kind,
-    "waves": {"removed": (T,), "control": (T,)} the two waveforms}."""
+    "waves": {"removed": (T,), "control": (T,)} the two waveforms, "inversion": the Inversion used}."""
     _check(model, mix, kind)
     scaling.check_scale(omega, 0.0)
     if omega >= 1:
         raise ValueError(f"removal scales the source down: omega must be below 1 (0 removes), got {omega!r}")
     phrase = sounds.KINDS[kind][0]
-    inv = inversion.invert(model, mix.waveform, phrase, steps=steps, method=method)
+    if inv is None:
+        inv = inversion.invert(model, mix.waveform, phrase, steps=steps, method=method)
+    else:
+        inversion.check_inversion(model, inv, steps)
+        if inv.prompt != phrase or inv.method != method:
+            raise ValueError(f"this inversion was made with {inv.prompt!r} by {inv.method}; removing {kind!r} needs "
+                             f"{phrase!r} by {method}: pass the row['inversion'] of the same source and method")
     removed, control = scaling.sweep(model, inv, phrase, [omega, 1.0], gamma=0, regularize=False, steps=steps,
                                      forward_prompt=forward_prompt, clamp=False)
     return dict(target=kind, removed=presences(removed, mix), control=presences(control, mix),
-                waves=dict(removed=removed, control=control))
+                waves=dict(removed=removed, control=control), inversion=inv)
 
 
 def highlight(model: Model, mix: sounds.Mixture, kind: str, omegas: list[float], steps: int = 50,

@@ -69,6 +69,13 @@ def test_removal_and_highlight_rows_on_the_smoke_model(smoke_sounds):
     assert set(row["removed"]) == set(mix.kinds) == set(row["control"])
     signed = sound_edits.removal(smoke_sounds, mix, mix.kinds[0], steps=3, omega=-2.0)
     assert not torch.equal(signed["waves"]["removed"], row["waves"]["removed"])     # -2 is not clamped to 0
+    reused = sound_edits.removal(smoke_sounds, mix, mix.kinds[0], steps=3, omega=-2.0, inv=row["inversion"])
+    assert torch.equal(reused["waves"]["removed"], signed["waves"]["removed"])      # the same inversion, reused
+    assert reused["inversion"] is row["inversion"]
+    with pytest.raises(ValueError, match="needs"):                                  # another source's inversion
+        sound_edits.removal(smoke_sounds, mix, mix.kinds[1], steps=3, inv=row["inversion"])
+    with pytest.raises(ValueError, match="steps"):
+        sound_edits.removal(smoke_sounds, mix, mix.kinds[0], steps=4, inv=row["inversion"])
     rows = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [1.0, 5.0], steps=3, t_exit=1)
     assert [r["omega"] for r in rows] == [1.0, 5.0] and 0 <= rows[0]["share"] <= 1
     contrast = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [5.0], steps=3, t_exit=1, contrast=True)

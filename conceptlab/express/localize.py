@@ -65,8 +65,8 @@ class Localization:
     levels: every FINCH level of pre-clustering; chosen: the index of the level used; pre_labels: (n,) its
     clusters; pieces: (n,) those cut into 4-connected pieces (instances=True; else pre_labels);
     delta: the chosen level's largest link (before delta_factor); eot: (n,) end-of-text map in [0, 1];
-    kept: (k,) bool per piece; post_labels: (n,) concept of each
-    pixel, -1 where filtered out; concepts: the result; notes: what went differently from the paper's path."""
+    kept: (k,) bool per piece; post_labels: (n,) concept of each pixel, -1 where filtered out;
+    concepts: the result; notes: what went differently from the paper's path."""
     image: torch.Tensor
     grid: tuple[int, int]
     attention: torch.Tensor
@@ -233,7 +233,8 @@ def eot_threshold_of(eot: torch.Tensor, threshold: str = "otsu") -> float:
     return float(threshold_otsu(e))
 
 
-def end_of_text_filter(labels: np.ndarray, eot: torch.Tensor, threshold: str = "mean") -> tuple[np.ndarray, np.ndarray, float]:
+def end_of_text_filter(labels: np.ndarray, eot: torch.Tensor,
+                       threshold: str = "mean") -> tuple[np.ndarray, np.ndarray, float]:
     """Eq. 5: keep cluster c when mean(e[c]) > the threshold (see `eot_threshold_of`; the paper's is the
     image mean). Returns (kept (k,) bool, inside means (k,), the threshold)."""
     k = int(labels.max()) + 1
