@@ -338,7 +338,8 @@ def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Ten
         insides = ", ".join(f"{inside[c]:.2f}" for c in members)
         history = [f"pre-clustering: FINCH level {chosen + 1} of {len(levels)} ({levels[chosen].k} clusters, "
                    f"delta {delta:.4f}){split} gave {what}{plural} {', '.join(map(str, members))}",
-                   f"end-of-text filter: kept (inside {insides} > {eot_threshold} {bar:.2f})" if filtered else
+                   ("filter: kept by the `keep` given" if keep is not None else
+                    f"end-of-text filter: kept (inside {insides} > {eot_threshold} {bar:.2f})") if filtered else
                    f"end-of-text filter: nothing passed, kept anyway (inside {insides})",
                    f"post-clustering: {len(members)} {what}{plural} merged into concept {j}"]
         concepts.append(Concept(mask.numpy(), grid_mask, attention[torch.from_numpy(grid_mask.flatten())].mean(0), history))
