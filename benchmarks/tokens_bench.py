@@ -12,7 +12,8 @@ Held-out scenes with 2-3 objects; the concepts are the ground-truth masks (SAM's
 mean self-attention distribution f_i. For each scene, tokens are learned 500 steps by ConceptExpress and by
 Break-A-Scene-dagger (and, on the first ABLATION scenes, by the two middle rows of the ablation); each
 token generates GEN images from "a <c_i>" and the composed prompt GEN images; scores: SIM^I, SIM^C, ACC^1,
-ACC^3 in toy-clip image features (metrics.concept_scores), and the oracle's presence of the concept's
+ACC^3 in toy-clip image features (metrics.concept_scores; ACC also by label, one prototype per object kind:
+toy scenes repeat their objects), and the oracle's presence of the concept's
 object in its token's generations. Extract-then-scale: ScalingConcept with each ConceptExpress token as
 the concept prompt, omega 0..5; the oracle's presence of the target object and of the others.
 With --seeds K, every scene's tokens are learned again with K - 1 other seeds (the learning seed only: the
@@ -76,6 +77,7 @@ def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, buck
             torch.save(entry, cache / name / "entry.pt")
     bucket["seconds"].append(entry["seconds"])
     bucket["sources"].append((to_tensor(scene.image), np.stack(scene.masks)))
+    bucket["labels"].append(list(scene.labels))
     bucket["per_concept"].append(entry["per_concept"])
     bucket["composed"].append(entry["composed"])
     bucket["present"] += entry["present"]
@@ -83,7 +85,7 @@ def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, buck
 
 
 def empty() -> dict:
-    return dict(sources=[], per_concept=[], composed=[], present=[], seconds=[])
+    return dict(sources=[], labels=[], per_concept=[], composed=[], present=[], seconds=[])
 
 
 def main():
@@ -94,6 +96,9 @@ def main():
     ap.add_argument("--scenes", type=int, default=SCENES, help=f"held-out scenes (default {SCENES}, the bar's count)")
     ap.add_argument("--table-only", action="store_true",
                     help="BaS-dagger and ConceptExpress only: no ablation rows, no extract-then-scale")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="the results file (default benchmarks/results/tokens.json, tokens_official.json with "
+                         "--schedule official)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep each learned (method, scene, seed) and its generations in this folder, and read "
                          "back what is already there: a run stopped midway goes on where it stopped")
@@ -135,7 +140,7 @@ def main():
                steps=500, schedule=args.schedule, table={})
     per = {name: v for name, v in per.items() if v["sources"]}
     for name, v in per.items():
-        scores = metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"])
+        scores = metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"], v["labels"])
         per_scene = [metrics.concept_scores(clip, [a], [b], [c]) for a, b, c in zip(v["sources"], v["per_concept"], v["composed"])]
         res["table"][name] = dict(scenes=len(v["sources"]), **scores,
                                   spread={k: float(np.std([p[k] for p in per_scene])) for k in ("sim_i", "sim_c")},
@@ -143,24 +148,31 @@ def main():
     # the same comparison on the ablation scenes only, so that all four rows share their scenes
     if not args.table_only:
         res["table_ablation_scenes"] = {name: metrics.concept_scores(clip, v["sources"][:ABLATION], v["per_concept"][:ABLATION],
-                                                                     v["composed"][:ABLATION]) for name, v in per.items()}
+                                                                     v["composed"][:ABLATION], v["labels"][:ABLATION])
+                                        for name, v in per.items()}
     keys = ("sim_i", "sim_c", "acc_1", "acc_3")
-    scored = [{m: metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"]) for m, v in b.items()}
-              for b in by_seed]
+    by_label = ("sim_i", "sim_c", "acc_1_label", "acc_3_label")         # ACC with one prototype per label
+    scored = [{m: metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"], v["labels"])
+               for m, v in b.items()} for b in by_seed]
     res["seeds"] = dict(count=len(by_seed), learning_seeds="scene index j + 1000 r, r = 0..count-1")
     for m in pair:
         res["seeds"][m] = {key: dict(per_seed=[sc[m][key] for sc in scored], mean=float(np.mean([sc[m][key] for sc in scored])),
-                                     std=float(np.std([sc[m][key] for sc in scored]))) for key in keys}
+                                     std=float(np.std([sc[m][key] for sc in scored]))) for key in keys + by_label[2:]}
     res["seeds"]["wins_per_seed"] = [sum(sc[pair[1]][key] > sc[pair[0]][key] for key in keys) for sc in scored]
     res["seeds"]["wins_on_means"] = sum(res["seeds"][pair[1]][key]["mean"] > res["seeds"][pair[0]][key]["mean"] for key in keys)
+    res["seeds"]["wins_per_seed_by_label"] = [sum(sc[pair[1]][key] > sc[pair[0]][key] for key in by_label) for sc in scored]
+    res["seeds"]["wins_on_means_by_label"] = sum(res["seeds"][pair[1]][key]["mean"] > res["seeds"][pair[0]][key]["mean"]
+                                                 for key in by_label)
     if scale_rows:
         t = np.array([r["target"] for r in scale_rows])
         o = np.array([r["others"] for r in scale_rows])
         res["extract_then_scale"] = dict(omegas=OMEGAS, concepts=len(scale_rows), target=t.mean(0).tolist(),
                                          others=o.mean(0).tolist())
-    print(f"{'method':24s} {'SIM^I':>6s} {'SIM^C':>6s} {'ACC^1':>6s} {'ACC^3':>6s} {'oracle':>7s} {'s/500 steps':>11s}")
+    print(f"{'method':24s} {'SIM^I':>6s} {'SIM^C':>6s} {'ACC^1':>6s} {'ACC^3':>6s} {'by label':>13s} {'oracle':>7s} "
+          f"{'s/500 steps':>11s}")
     for name, r in res["table"].items():
-        print(f"{name:24s} {r['sim_i']:6.3f} {r['sim_c']:6.3f} {r['acc_1']:6.3f} {r['acc_3']:6.3f} {r['oracle_present']:7.0%} "
+        print(f"{name:24s} {r['sim_i']:6.3f} {r['sim_c']:6.3f} {r['acc_1']:6.3f} {r['acc_3']:6.3f} "
+              f"{r['acc_1_label']:6.3f} {r['acc_3_label']:6.3f} {r['oracle_present']:7.0%} "
               f"{r['seconds_median']:11.1f}   ({r['scenes']} scenes)")
     if scale_rows:
         print("extract-then-scale, omega " + " / ".join(f"{w:g}" for w in OMEGAS) + ": target presence "
@@ -172,8 +184,10 @@ def main():
             print(f"{m:24s} " + " ".join(f"{res['seeds'][m][key]['mean']:6.3f}+-{res['seeds'][m][key]['std']:.3f}" for key in keys))
         print(f"ConceptExpress beats BaS-dagger on {res['seeds']['wins_on_means']} of 4 scores on the means; "
               f"per seed: {res['seeds']['wins_per_seed']}")
+    print(f"with ACC by label: ConceptExpress beats BaS-dagger on {res['seeds']['wins_on_means_by_label']} of 4 scores on "
+          f"the means; per seed: {res['seeds']['wins_per_seed_by_label']}")
     OUT.mkdir(exist_ok=True)
-    out = OUT / ("tokens.json" if args.schedule == "sampled" else "tokens_official.json")
+    out = args.out or OUT / ("tokens.json" if args.schedule == "sampled" else "tokens_official.json")
     out.write_text(json.dumps(res, indent=2))
     print(f"written to {out}")
 

@@ -127,7 +127,7 @@ def masked_region(image: torch.Tensor, mask) -> torch.Tensor:
     return torch.where(m, image, torch.full_like(image, -1.0))
 
 
-def concept_scores(clip, sources: list, per_concept: list, composed: list) -> dict:
+def concept_scores(clip, sources: list, per_concept: list, composed: list, labels: list | None = None) -> dict:
     """ConceptExpress Table 1 on the image features of a Clip (toy-clip, CLIP) or a Dino (conceptlab.load_dino).
     sources: per scene (image (1, 3, H, W), masks (N, H, W)); per_concept: per scene, per concept, the images
     generated from "a photo of <c_i>" (k, 3, H, W); composed: per scene, the images generated from the
@@ -135,16 +135,29 @@ def concept_scores(clip, sources: list, per_concept: list, composed: list) -> di
       sim_i: mean cosine between a concept's masked source region and each of its generations;
       sim_c: mean cosine between the source image and each composed generation;
       acc_1, acc_3: a prototype classifier over the masked regions of *all* concepts of all scenes: the
-        share of generations whose own concept is the nearest (among the 3 nearest) prototype."""
+        share of generations whose own concept is the nearest (among the 3 nearest) prototype.
+    labels: per scene, per concept, what it is (e.g. "red circle"); when given, also acc_1_label and
+      acc_3_label: the same classifier over one prototype per label (the mean feature of the concepts that
+      carry it), a hit when the generation's own label is the nearest (among the 3 nearest). On a world with
+      repeated objects (toy-shapes: 20 scenes hold 50 concepts but 12 labels) two red circles of two scenes
+      are the same concept to any feature extractor, and acc_1 cannot tell them apart."""
     if not (len(sources) == len(per_concept) == len(composed)) or not sources:
         raise ValueError("give one entry per scene in sources, per_concept and composed")
+    if labels is not None and [len(x) for x in labels] != [len(m) for _, m in sources]:
+        raise ValueError("labels: give one label per concept of every scene")
     protos, owner_scene = [], []
     for s, (image, masks) in enumerate(sources):
         for m in masks:
             protos.append(clip.image_features(masked_region(image, m)))
             owner_scene.append(s)
     protos = torch.cat(protos)                                                       # (P, D)
-    sim_i, sim_c, top1, top3, p = [], [], [], [], 0
+    flat_labels = [x for scene in labels for x in scene] if labels is not None else None
+    if flat_labels is not None:
+        names = sorted(set(flat_labels))
+        label_of = torch.tensor([names.index(x) for x in flat_labels])               # (P,)
+        classes = torch.stack([protos[label_of == c].mean(0) for c in range(len(names))])
+        classes = classes / classes.norm(dim=1, keepdim=True)                        # (L, D)
+    sim_i, sim_c, top1, top3, lab1, lab3, p = [], [], [], [], [], [], 0
     for (image, masks), gens, comp in zip(sources, per_concept, composed):
         if len(gens) != len(masks):
             raise ValueError(f"{len(masks)} concepts but generations for {len(gens)}")
@@ -154,7 +167,14 @@ def concept_scores(clip, sources: list, per_concept: list, composed: list) -> di
             rank = (f @ protos.T).argsort(dim=1, descending=True)
             top1 += (rank[:, 0] == p).tolist()
             top3 += (rank[:, :3] == p).any(1).tolist()
+            if flat_labels is not None:
+                rank = (f @ classes.T).argsort(dim=1, descending=True)
+                lab1 += (rank[:, 0] == label_of[p]).tolist()
+                lab3 += (rank[:, :3] == label_of[p]).any(1).tolist()
             p += 1
         sim_c += (clip.image_features(comp) @ clip.image_features(image)[0]).tolist()
     mean = lambda v: float(sum(v) / len(v))                                           # noqa: E731
+    if flat_labels is not None:
+        return dict(sim_i=mean(sim_i), sim_c=mean(sim_c), acc_1=mean(top1), acc_3=mean(top3),
+                    acc_1_label=mean(lab1), acc_3_label=mean(lab3))
     return dict(sim_i=mean(sim_i), sim_c=mean(sim_c), acc_1=mean(top1), acc_3=mean(top3))

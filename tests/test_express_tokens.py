@@ -131,3 +131,12 @@ def test_concept_scores(toy_clip):
     r = metrics.concept_scores(toy_clip, sources, wrong, comp)
     n = sum(len(m) for _, m in sources)
     assert r["acc_1"] == pytest.approx(1 / n) and r["sim_i"] < 1.0
+    # by label: the perfect generations are right; the wrong ones only where a concept shares the first's label
+    labels = [s.labels for s in scenes]
+    r = metrics.concept_scores(toy_clip, sources, per, comp, labels)
+    assert r["acc_1_label"] == 1.0 and r["acc_3_label"] == 1.0 and r["acc_1"] == 1.0
+    r = metrics.concept_scores(toy_clip, sources, wrong, comp, labels)
+    flat = [x for s in scenes for x in s.labels]
+    assert r["acc_1_label"] == pytest.approx(flat.count(flat[0]) / n)
+    with pytest.raises(ValueError, match="one label per concept"):
+        metrics.concept_scores(toy_clip, sources, per, comp, [s.labels[:1] for s in scenes])
