@@ -174,7 +174,7 @@ def concept_scores(clip, sources: list, per_concept: list, composed: list, label
             p += 1
         sim_c += (clip.image_features(comp) @ clip.image_features(image)[0]).tolist()
     mean = lambda v: float(sum(v) / len(v))                                           # noqa: E731
+    scores = dict(sim_i=mean(sim_i), sim_c=mean(sim_c), acc_1=mean(top1), acc_3=mean(top3))
     if flat_labels is not None:
-        return dict(sim_i=mean(sim_i), sim_c=mean(sim_c), acc_1=mean(top1), acc_3=mean(top3),
-                    acc_1_label=mean(lab1), acc_3_label=mean(lab3))
-    return dict(sim_i=mean(sim_i), sim_c=mean(sim_c), acc_1=mean(top1), acc_3=mean(top3))
+        scores.update(acc_1_label=mean(lab1), acc_3_label=mean(lab3))
+    return scores

@@ -41,7 +41,8 @@ def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forwa
     on 47% of them at omega 0 with "", and on 85% at omega -4 with the other sources' caption, where those
     sources come back louder (median 3.9x their energy); the control keeps >= 90% of the target on 95%.
     inv: the Inversion of an earlier call's row (row["inversion"]) to sample other settings from, with no
-    second inversion; it must be this mixture's, made with the source's phrase, `method` and `steps`.
+    second inversion. Made with another phrase, method, step count or model, it is refused; that it is
+    this mixture's is yours to keep (an Inversion does not record its input).
     Returns {"removed": {kind: presence} at omega, "control": {kind: presence} at omega 1, "target": kind,
     "waves": {"removed": (T,), "control": (T,)} the two waveforms, "inversion": the Inversion used}."""
     _check(model, mix, kind)
