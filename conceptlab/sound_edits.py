@@ -30,6 +30,18 @@ def _check(model: Model, mix: sounds.Mixture, kind: str):
         raise ValueError(f"the mixture has no {kind!r}; it has {mix.kinds}")
 
 
+def _inversion(model: Model, mix: sounds.Mixture, prompt: str, steps: int, method: str,
+               inv: inversion.Inversion | None) -> inversion.Inversion:
+    """The inversion of the mixture with `prompt`: `inv` when given (checked), else a new one."""
+    if inv is None:
+        return inversion.invert(model, mix.waveform, prompt, steps=steps, method=method)
+    inversion.check_inversion(model, inv, steps)
+    if inv.prompt != prompt or inv.method != method:
+        raise ValueError(f"this inversion was made with {inv.prompt!r} by {inv.method}; this edit needs {prompt!r} "
+                         f"by {method}: pass the 'inversion' of a row made with the same prompt and method")
+    return inv
+
+
 def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forward_prompt: str = "",
             omega: float = 0.0, method: str = "renoise", inv: inversion.Inversion | None = None) -> dict:
     """Invert with the source's phrase (ReNoise by default, as the paper; "ddim" for plain DDIM inversion),
@@ -50,28 +62,41 @@ def removal(model: Model, mix: sounds.Mixture, kind: str, steps: int = 50, forwa
     if omega >= 1:
         raise ValueError(f"removal scales the source down: omega must be below 1 (0 removes), got {omega!r}")
     phrase = sounds.KINDS[kind][0]
-    if inv is None:
-        inv = inversion.invert(model, mix.waveform, phrase, steps=steps, method=method)
-    else:
-        inversion.check_inversion(model, inv, steps)
-        if inv.prompt != phrase or inv.method != method:
-            raise ValueError(f"this inversion was made with {inv.prompt!r} by {inv.method}; removing {kind!r} needs "
-                             f"{phrase!r} by {method}: pass the row['inversion'] of the same source and method")
+    inv = _inversion(model, mix, phrase, steps, method, inv)
     removed, control = scaling.sweep(model, inv, phrase, [omega, 1.0], gamma=0, regularize=False, steps=steps,
                                      forward_prompt=forward_prompt, clamp=False)
     return dict(target=kind, removed=presences(removed, mix), control=presences(control, mix),
                 waves=dict(removed=removed, control=control), inversion=inv)
 
 
+def highlight_prompts(mix: sounds.Mixture, kind: str, contrast: bool) -> tuple[str, str]:
+    """(concept prompt, forward prompt) of `highlight`: (the source's phrase, "") or, with contrast, (the
+    mixture's caption, the other sources' caption)."""
+    others = [k for k in mix.kinds if k != kind]
+    if contrast and not others:
+        raise ValueError(f"contrast=True needs other sources to contrast with; the mixture has only {kind!r}")
+    return (mix.caption, sounds.caption_for(others)) if contrast else (sounds.KINDS[kind][0], "")
+
+
+def highlight_rows(mix: sounds.Mixture, kind: str, omegas: list[float], waves) -> list[dict]:
+    """One row per omega of the edited waveforms (K, T): the target's share of the five bands' energy,
+    every source's presence, and the waveform "wave" (T,)."""
+    return [dict(omega=float(o), target=kind, share=sounds.share(w.numpy(), kind), presence=presences(w, mix), wave=w)
+            for o, w in zip(omegas, waves)]
+
+
 def highlight(model: Model, mix: sounds.Mixture, kind: str, omegas: list[float], steps: int = 50,
-              gamma: float = 3.0, t_exit: int = 15, method: str = "ddim", contrast: bool = False) -> list[dict]:
+              gamma: float = 3.0, t_exit: int = 15, method: str = "ddim", contrast: bool = False,
+              inv: inversion.Inversion | None = None) -> list[dict]:
     """Scale one source up: one inversion, every omega in one batch (the paper's defaults: gamma 3, noise
     regularization until step 15). Returns one row per omega with the target's share of the five bands'
-    energy, every source's presence, and the edited waveform "wave" (T,).
+    energy, every source's presence, the edited waveform "wave" (T,) and the "inversion" used.
     contrast=False: the concept prompt is the source's phrase and the null branch says "" (the paper's setup).
     contrast=True: the concept prompt is the mixture's whole caption and the null branch says the other
     sources' caption (the paper's A.5 lever, a concept present in place of ""), so eps_c - eps_null is what
     the target's phrase adds to the rest; on toy-sounds this keeps the other sources at large omega.
+    inv: an earlier row's "inversion" (same prompt, method, steps and model; checked) to sample other
+    settings (t_exit, gamma, omegas) from with no second inversion; that it is this mixture's is yours to keep.
     On toy-sounds (benchmarks/sounds_bench.py, 40 held-out mixtures, target share 0.48 in the input), contrast
     with the authors' t_exit 15 raises the share to 0.60 at omega 5 but 15% of the other sources drop below
     70% of their energy; with t_exit=0 (no memory-bank regularization) the share rises less (0.44 at omega 1,
@@ -79,11 +104,8 @@ def highlight(model: Model, mix: sounds.Mixture, kind: str, omegas: list[float],
     DDIM inversion by default: on 12 held-out mixtures ReNoise raised the target's mean share at omega 5
     (0.77 -> 0.83) but kept the other sources (>= 70% of their energy) less often (65% -> 47% of 17)."""
     _check(model, mix, kind)
-    others = [k for k in mix.kinds if k != kind]
-    if contrast and not others:
-        raise ValueError(f"contrast=True needs other sources to contrast with; the mixture has only {kind!r}")
-    concept, forward = (mix.caption, sounds.caption_for(others)) if contrast else (sounds.KINDS[kind][0], "")
-    waves = scaling.sweep(model, mix.waveform, concept, list(omegas), gamma=gamma, t_exit=t_exit, steps=steps,
-                          method=method, forward_prompt=forward)
-    return [dict(omega=float(o), target=kind, share=sounds.share(w.numpy(), kind), presence=presences(w, mix), wave=w)
-            for o, w in zip(omegas, waves)]
+    concept, forward = highlight_prompts(mix, kind, contrast)
+    inv = _inversion(model, mix, concept, steps, method, inv)
+    waves = scaling.sweep(model, inv, concept, list(omegas), gamma=gamma, t_exit=t_exit, steps=steps,
+                          forward_prompt=forward)
+    return [dict(row, inversion=inv) for row in highlight_rows(mix, kind, omegas, waves)]

@@ -255,6 +255,27 @@ def test_localize_on_toy_shapes(toy):
     assert all((c.mask & objects).sum() > 0.5 * c.mask.sum() for c in out.concepts)
 
 
+def test_redo_equals_localize_with_the_same_settings(toy, monkeypatch):
+    image = shapes.scene("heldout", 11).image
+    ours = express.localize(toy, image)
+    fresh = {name: express.localize(toy, image, **kw) for name, kw in
+             dict(paper=PAPER_RECIPE, no_split=dict(instances=False), n_max=dict(n_max=6)).items()}
+    monkeypatch.setattr(loc_mod, "record_attention", lambda *a, **k: pytest.fail("redo ran the UNet"))
+    for name, kw in dict(paper=PAPER_RECIPE, no_split=dict(instances=False), n_max=dict(n_max=6)).items():
+        again = ours.redo(**kw)
+        assert np.array_equal(again.masks(), fresh[name].masks()), name
+        assert np.array_equal(again.kept, fresh[name].kept) and again.settings == fresh[name].settings
+    back = ours.redo(**PAPER_RECIPE).redo(**{k: ours.settings[k] for k in PAPER_RECIPE})   # and back again
+    assert np.array_equal(back.masks(), ours.masks()) and back.settings == ours.settings
+    with pytest.raises(ValueError, match="new UNet pass"):
+        ours.redo(renormalize=False)
+    with pytest.raises(ValueError, match="scale"):
+        ours.redo(eot_scale="sqrt")
+    a, eot = rows(256, 256), torch.rand(256)
+    with pytest.raises(ValueError, match="not made by localize"):
+        find_concepts(a, (16, 16), eot, torch.zeros(1, 3, 16, 16), n_max=4).redo(instances=False)
+
+
 def test_aggregate_renormalization_changes_layer_shares(toy):
     cache = record_attention(toy, shapes.scene("heldout", 1).image)
     _, grid, ours = aggregate(cache, renormalize=True)

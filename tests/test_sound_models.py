@@ -80,6 +80,12 @@ def test_removal_and_highlight_rows_on_the_smoke_model(smoke_sounds):
     assert [r["omega"] for r in rows] == [1.0, 5.0] and 0 <= rows[0]["share"] <= 1
     contrast = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [5.0], steps=3, t_exit=1, contrast=True)
     assert not torch.equal(contrast[0]["wave"], rows[1]["wave"])        # another concept and null prompt
+    noreg = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [5.0], steps=3, t_exit=0, contrast=True)
+    again = sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [5.0], steps=3, t_exit=0, contrast=True,
+                                  inv=contrast[0]["inversion"])                  # no second inversion
+    assert torch.equal(again[0]["wave"], noreg[0]["wave"]) and again[0]["inversion"] is contrast[0]["inversion"]
+    with pytest.raises(ValueError, match="needs"):                      # the phrase's inversion, not the caption's
+        sound_edits.highlight(smoke_sounds, mix, mix.kinds[0], [5.0], steps=3, contrast=True, inv=rows[0]["inversion"])
     single = next(m for m in sounds.mixtures("heldout", 20) if len(m.sources) == 1)
     with pytest.raises(ValueError, match="needs other sources"):
         sound_edits.highlight(smoke_sounds, single, single.kinds[0], [5.0], steps=3, contrast=True)

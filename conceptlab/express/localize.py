@@ -4,6 +4,7 @@
     loc.concepts[i].mask          # (H, W) bool on the image
     loc.concepts[i].distribution  # (h*w,) its mean self-attention distribution f_i
     loc.concepts[i].history       # what each phase did to it
+    loc.redo(**PAPER_RECIPE)      # phases 3-5 again with other settings, no new UNet pass
 
 The phases, each a function here so that a notebook can run and picture them one by one:
 1. `record_attention`: one UNet pass on the clean latent, t = 0, prompt "" (no noise added).
@@ -47,6 +48,8 @@ from .cluster import Level, check_distributions, finch, symmetric_kl
 
 PAPER_RECIPE = dict(instances=False, eot_scale="linear", eot_threshold="mean", delta_factor=1.0)
 """localize(model, image, **PAPER_RECIPE): the paper's phases as written (see the module docstring)."""
+REDO_SETTINGS = ("n_max", "delta_from", "instances", "eot_scale", "eot_threshold", "delta_factor")
+"""The settings of phases 3-5, which `Localization.redo` can change without a new UNet pass."""
 
 
 @dataclass
@@ -66,7 +69,9 @@ class Localization:
     clusters; pieces: (n,) those cut into 4-connected pieces (instances=True; else pre_labels);
     delta: the chosen level's largest link (before delta_factor); eot: (n,) end-of-text map in [0, 1];
     kept: (k,) bool per piece; post_labels: (n,) concept of each pixel, -1 where filtered out;
-    concepts: the result; notes: what went differently from the paper's path."""
+    concepts: the result; notes: what went differently from the paper's path;
+    eot_attention: (n,) the end-of-text attention before normalization, and settings: the phase 3-5
+    settings used (both set by `localize`; `redo` needs them)."""
     image: torch.Tensor
     grid: tuple[int, int]
     attention: torch.Tensor
@@ -80,6 +85,8 @@ class Localization:
     post_labels: np.ndarray
     concepts: list[Concept]
     notes: list[str]
+    eot_attention: torch.Tensor | None = None
+    settings: dict = field(default_factory=dict)
 
     def __len__(self):
         return len(self.concepts)
@@ -87,6 +94,19 @@ class Localization:
     def masks(self) -> np.ndarray:
         """(N, H, W) bool: every concept's mask at image size."""
         return np.stack([c.mask for c in self.concepts]) if self.concepts else np.zeros((0, *self.image.shape[-2:]), bool)
+
+    def redo(self, keep=None, **changes) -> "Localization":
+        """Phases 3-5 again with some settings changed, from the attention this localization holds: no new
+        UNet pass. `loc.redo(**PAPER_RECIPE)` is `localize(model, image, **PAPER_RECIPE)` at the cost of the
+        clustering alone. changes: any of REDO_SETTINGS; keep: see `find_concepts`."""
+        unknown = sorted(set(changes) - set(REDO_SETTINGS))
+        if unknown:
+            raise ValueError(f"redo changes only {', '.join(REDO_SETTINGS)}; {', '.join(unknown)} need a new UNet "
+                             f"pass: call localize(model, image, ...) again")
+        if self.eot_attention is None or not self.settings:
+            raise ValueError("this Localization was not made by localize (no end-of-text attention or settings kept): "
+                             "redo needs one from localize(model, image)")
+        return phases_3_to_5(self.attention, self.grid, self.eot_attention, self.image, {**self.settings, **changes}, keep)
 
 
 # ------------------------------------------------------------------------------------------- phase 1
@@ -202,22 +222,31 @@ def end_of_text_index(tokenizer) -> int:
     return ids.index(eos)
 
 
-def end_of_text_map(cache: AttentionCache, model, grid: tuple[int, int], side: int = 16,
-                    scale: str = "linear") -> torch.Tensor:
-    """e (n,): the end-of-text token's cross-attention for "", averaged over the `side` x `side` layers
-    (the paper's 16x16; the finest cross-attention layers when the UNet has none at that size), upsampled
-    bilinearly to `grid`, then (scale="log") its logarithm, min-max normalized to [0, 1]. The log keeps the
-    order of the pixels and spreads a peaked map (see `end_of_text_filter`)."""
-    if scale not in ("linear", "log"):
-        raise ValueError(f"scale must be 'linear' (the paper) or 'log', got {scale!r}")
+def end_of_text_attention(cache: AttentionCache, model, grid: tuple[int, int], side: int = 16) -> torch.Tensor:
+    """(n,): the end-of-text token's cross-attention for "", averaged over the `side` x `side` layers (the
+    paper's 16x16; the finest cross-attention layers when the UNet has none at that size) and upsampled
+    bilinearly to `grid`; not yet normalized (see `normalize_end_of_text`)."""
     layers = [n for n in cache.layers("cross") if cache.grids[n] == (side, side)] or \
              [n for n in cache.layers("cross") if cache.grids[n] == cache.finest("cross")]
     h, w = cache.grids[layers[0]]
     e = cache.maps("cross", layers=layers).mean(0)[:, end_of_text_index(model.tokenizer)].reshape(1, 1, h, w)
-    e = F.interpolate(e, size=grid, mode="bilinear", align_corners=False).flatten().float()
+    return F.interpolate(e, size=grid, mode="bilinear", align_corners=False).flatten().float()
+
+
+def normalize_end_of_text(e: torch.Tensor, scale: str = "linear") -> torch.Tensor:
+    """The end-of-text attention (n,) -> e in [0, 1]: (scale="log") its logarithm, then min-max normalized.
+    The log keeps the order of the pixels and spreads a peaked map (see `end_of_text_filter`)."""
+    if scale not in ("linear", "log"):
+        raise ValueError(f"scale must be 'linear' (the paper) or 'log', got {scale!r}")
     if scale == "log":
         e = torch.log(e.clamp(min=1e-12))
     return (e - e.min()) / (e.max() - e.min()).clamp(min=1e-12)
+
+
+def end_of_text_map(cache: AttentionCache, model, grid: tuple[int, int], side: int = 16,
+                    scale: str = "linear") -> torch.Tensor:
+    """e (n,) in [0, 1]: `end_of_text_attention`, then `normalize_end_of_text` with `scale`."""
+    return normalize_end_of_text(end_of_text_attention(cache, model, grid, side), scale)
 
 
 def eot_threshold_of(eot: torch.Tensor, threshold: str = "otsu") -> float:
@@ -289,9 +318,20 @@ def localize(model, image, n_max: int = 10, renormalize: bool = True, t: int = 0
     x = to_tensor(image, model.image_size)
     cache = record_attention(model, x, t)
     attention, grid, _ = aggregate(cache, renormalize, layers)
-    eot = end_of_text_map(cache, model, grid, eot_side, eot_scale)
-    return find_concepts(attention, grid, eot, x, n_max, delta_from, instances=instances,
-                         eot_threshold=eot_threshold, delta_factor=delta_factor)
+    settings = dict(n_max=n_max, delta_from=delta_from, instances=instances, eot_scale=eot_scale,
+                    eot_threshold=eot_threshold, delta_factor=delta_factor)
+    return phases_3_to_5(attention, grid, end_of_text_attention(cache, model, grid, eot_side), x, settings)
+
+
+def phases_3_to_5(attention: torch.Tensor, grid: tuple[int, int], eot_attention: torch.Tensor, image: torch.Tensor,
+                  settings: dict, keep=None) -> Localization:
+    """find_concepts on the end-of-text attention normalized with settings["eot_scale"]; the Localization
+    keeps the attention and the settings (all of REDO_SETTINGS), so that it can be `redo`ne."""
+    kw = dict(settings)
+    eot = normalize_end_of_text(eot_attention, kw.pop("eot_scale"))
+    loc = find_concepts(attention, grid, eot, image, keep=keep, **kw)
+    loc.eot_attention, loc.settings = eot_attention, dict(settings)
+    return loc
 
 
 def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Tensor, image: torch.Tensor,
