@@ -10,7 +10,7 @@ from .. import metrics
 from ..hooks import resize_grid
 from ..images import to_tensor
 from .cluster import finch_k, kmeans
-from .localize import PAPER_RECIPE, aggregate, end_of_text_map, find_concepts, record_attention
+from .localize import PAPER_RECIPE, aggregate, localize, record_attention
 
 
 def label_masks(labels: np.ndarray, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -32,23 +32,19 @@ def compare(model, scenes, ks=(2, 3, 4, 5, 6, 7), n_max: int = 10, seed: int = 0
     the paper writes them); one row per default turned back to the paper's ("ours, no instance split",
     "ours, filter as eq. 5", "ours, delta x1"); "ours, object filter" (ground truth in place of the
     end-of-text filter: what the filter costs); "k-means k", "FINCH k"."""
-    paper = dict(PAPER_RECIPE)
-    paper_scale = paper.pop("eot_scale")
     rows = []
     for i, s in enumerate(scenes):
         truth = np.stack(s.masks)
         x = to_tensor(s.image, model.image_size)
         size = tuple(x.shape[-2:])
-        cache = record_attention(model, x)
-        a, grid, _ = aggregate(cache)
-        eot = {scale: end_of_text_map(cache, model, grid, scale=scale) for scale in ("log", "linear")}
-        ours = lambda scale="log", **kw: find_concepts(a, grid, eot[scale], x, n_max, **kw).masks()   # noqa: E731
-        found = {"ours": ours(),
-                 "ours, paper's recipe": ours(paper_scale, **paper),
-                 "ours, no instance split": ours(instances=False),
-                 "ours, filter as eq. 5": ours("linear", eot_threshold="mean"),
-                 "ours, delta x1": ours(delta_factor=1.0),
-                 "ours, object filter": ours(keep=object_filter(truth, grid))}
+        loc = localize(model, x, n_max)                       # one UNet pass; the other rows redo phases 3-5
+        a, grid = loc.attention, loc.grid
+        found = {"ours": loc.masks(),
+                 "ours, paper's recipe": loc.redo(**PAPER_RECIPE).masks(),
+                 "ours, no instance split": loc.redo(instances=False).masks(),
+                 "ours, filter as eq. 5": loc.redo(eot_scale="linear", eot_threshold="mean").masks(),
+                 "ours, delta x1": loc.redo(delta_factor=1.0).masks(),
+                 "ours, object filter": loc.redo(keep=object_filter(truth, grid)).masks()}
         for k in ks:
             found[f"k-means {k}"] = label_masks(kmeans(a, k, seed), grid, size)
             found[f"FINCH {k}"] = label_masks(finch_k(a, k), grid, size)
