@@ -114,9 +114,16 @@ def removal(model, n: int = 100, methods=("ddim", "renoise"), previous: list[dic
     return dict(mixtures=n, targets_per_kind=kinds, settings=settings, rows=rows)
 
 
-def highlight_curve(model, mixes, contrast: bool, t_exit: int = 15) -> list[dict]:
-    rows = [sound_edits.highlight(model, mix, mix.kinds[0], OMEGAS, steps=STEPS, contrast=contrast, t_exit=t_exit)
-            for mix in mixes]
+def highlight_curve(model, mixes, invs, contrast: bool, t_exit: int = 15) -> list[dict]:
+    """The curve of one setup over the mixtures, from their inversions `invs` (made with the setup's concept
+    prompt); CHUNK mixtures sampled together, every omega in the same batch."""
+    prompts = [sound_edits.highlight_prompts(mix, mix.kinds[0], contrast) for mix in mixes]
+    rows = []
+    for c in range(0, len(mixes), CHUNK):
+        block = slice(c, c + CHUNK)
+        waves = scaling.sweep(model, invs[block], [p[0] for p in prompts[block]], OMEGAS, gamma=3.0, t_exit=t_exit,
+                              steps=STEPS, forward_prompt=[p[1] for p in prompts[block]])
+        rows += [sound_edits.highlight_rows(mix, mix.kinds[0], OMEGAS, ws) for mix, ws in zip(mixes[block], waves)]
     curve = []
     for j, omega in enumerate(OMEGAS):
         at = [r[j] for r in rows]
@@ -132,12 +139,20 @@ def highlight(model, n: int = 40) -> dict:
     """Held-out mixtures with 2-3 sources (from index 500); the target is the first source. Three setups, all
     gamma 3: "curve", the paper's (the phrase against "", noise regularization until t_exit 15),
     "contrast_curve" (the whole caption against the other sources' caption, sound_edits.highlight(contrast=True)),
-    and "contrast_noreg_curve" (the same without the memory-bank regularization, t_exit 0)."""
+    and "contrast_noreg_curve" (the same without the memory-bank regularization, t_exit 0). Each mixture is
+    DDIM-inverted twice, with the phrase and with the caption (the two contrast setups share it), CHUNK at a time."""
     mixes = multi_source(n, start=500)
     input_share = float(np.mean([sounds.share(mix.waveform, mix.kinds[0]) for mix in mixes]))
+    invs = {}
+    for contrast in (False, True):
+        concepts = [sound_edits.highlight_prompts(mix, mix.kinds[0], contrast)[0] for mix in mixes]
+        invs[contrast] = [inv for c in range(0, n, CHUNK) for inv in
+                          inversion.invert(model, [mix.waveform for mix in mixes[c:c + CHUNK]], concepts[c:c + CHUNK],
+                                           steps=STEPS, method="ddim")]
     return dict(mixtures=n, default_omega=DEFAULT_OMEGA, input_target_share=input_share,
-                curve=highlight_curve(model, mixes, False), contrast_curve=highlight_curve(model, mixes, True),
-                contrast_noreg_curve=highlight_curve(model, mixes, True, t_exit=0))
+                curve=highlight_curve(model, mixes, invs[False], False),
+                contrast_curve=highlight_curve(model, mixes, invs[True], True),
+                contrast_noreg_curve=highlight_curve(model, mixes, invs[True], True, t_exit=0))
 
 
 PARTS = dict(reconstruction=reconstruction, removal=removal, highlight=highlight)
