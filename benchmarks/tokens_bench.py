@@ -72,9 +72,10 @@ def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, buck
         entry = dict(seconds=seconds, per_concept=gens,
                      composed=generations(m2, "a " + " and a ".join(learned.tokens), 100 * j + 50),
                      present=[bool(oracle.is_present(im, lab)) for g, lab in zip(gens, scene.labels) for im in g])
-        if cache is not None:
+        if cache is not None:                   # entry.pt last, by rename: a run stopped while writing leaves none
             learned.save(cache / name)
-            torch.save(entry, cache / name / "entry.pt")
+            torch.save(entry, cache / name / "entry.pt.part")
+            (cache / name / "entry.pt.part").replace(cache / name / "entry.pt")
     bucket["seconds"].append(entry["seconds"])
     bucket["sources"].append((to_tensor(scene.image), np.stack(scene.masks)))
     bucket["labels"].append(list(scene.labels))
