@@ -258,10 +258,10 @@ def test_localize_on_toy_shapes(toy):
 def test_redo_equals_localize_with_the_same_settings(toy, monkeypatch):
     image = shapes.scene("heldout", 11).image
     ours = express.localize(toy, image)
-    fresh = {name: express.localize(toy, image, **kw) for name, kw in
-             dict(paper=PAPER_RECIPE, no_split=dict(instances=False), n_max=dict(n_max=6)).items()}
+    settings = dict(paper=PAPER_RECIPE, no_split=dict(instances=False), n_max=dict(n_max=6))
+    fresh = {name: express.localize(toy, image, **kw) for name, kw in settings.items()}
     monkeypatch.setattr(loc_mod, "record_attention", lambda *a, **k: pytest.fail("redo ran the UNet"))
-    for name, kw in dict(paper=PAPER_RECIPE, no_split=dict(instances=False), n_max=dict(n_max=6)).items():
+    for name, kw in settings.items():
         again = ours.redo(**kw)
         assert np.array_equal(again.masks(), fresh[name].masks()), name
         assert np.array_equal(again.kept, fresh[name].kept) and again.settings == fresh[name].settings
