@@ -14,7 +14,8 @@ Break-A-Scene-dagger (and, on the first ABLATION scenes, by the two middle rows 
 token generates GEN images from "a <c_i>" and the composed prompt GEN images; scores: SIM^I, SIM^C, ACC^1,
 ACC^3 in toy-clip image features (metrics.concept_scores; ACC also by label, one prototype per object kind:
 toy scenes repeat their objects), and the oracle's presence of the concept's
-object in its token's generations. Extract-then-scale: ScalingConcept with each ConceptExpress token as
+object in its token's generations. A reference row scores the object's own words ("a red circle") with the
+same generation seeds: what a token that knows only the kind of object would score. Extract-then-scale: ScalingConcept with each ConceptExpress token as
 the concept prompt, omega 0..5; the oracle's presence of the target object and of the others.
 With --seeds K, every scene's tokens are learned again with K - 1 other seeds (the learning seed only: the
 generations' seeds stay, so both methods are scored on the same noise); "seeds" in the results holds each
@@ -85,6 +86,31 @@ def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, buck
     return learned, m2
 
 
+def words_reference(model, scenes, cache: Path | None = None) -> dict:
+    """The reference row "the object's own words": each concept's generations from "a red circle" (its label,
+    words the model was trained on) and the composed "a red circle and a blue square", with the same generation
+    seeds as the learned tokens; no learning. It shows how far a token that learned only the kind of object
+    goes on each score."""
+    bucket = empty()
+    for j, s in enumerate(scenes):
+        path = None if cache is None else cache / f"words_scene{j}" / "entry.pt"
+        if path is not None and path.exists():
+            entry = torch.load(path)
+        else:
+            entry = dict(per_concept=[generations(model, f"a {lab}", 100 * j) for lab in s.labels],
+                         composed=generations(model, "a " + " and a ".join(s.labels), 100 * j + 50))
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                torch.save(entry, path.with_suffix(".part"))
+                path.with_suffix(".part").replace(path)
+        bucket["sources"].append((to_tensor(s.image), np.stack(s.masks)))
+        bucket["labels"].append(list(s.labels))
+        bucket["per_concept"].append(entry["per_concept"])
+        bucket["composed"].append(entry["composed"])
+        bucket["present"] += [bool(oracle.is_present(im, lab)) for g, lab in zip(entry["per_concept"], s.labels) for im in g]
+    return bucket
+
+
 def empty() -> dict:
     return dict(sources=[], labels=[], per_concept=[], composed=[], present=[], seconds=[])
 
@@ -127,6 +153,7 @@ def main():
                                            others=[float(np.mean([oracle.presence(im, o) for o in others])) for im in ims]))
         print(f"scene {j + 1}/{len(scenes)} {s.labels}: " + ", ".join(
             f"{m} {np.mean(v['present'][-GEN * len(s.labels):]):.0%}" for m, v in per.items() if v["sources"]), flush=True)
+    words = words_reference(model, scenes, args.cache)
     pair = ("BaS-dagger", "ConceptExpress")
     by_seed = [{m: per[m] for m in pair}]
     for r in range(1, args.seeds):          # the same scenes and generation seeds, another learning seed
@@ -146,6 +173,9 @@ def main():
         res["table"][name] = dict(scenes=len(v["sources"]), **scores,
                                   spread={k: float(np.std([p[k] for p in per_scene])) for k in ("sim_i", "sim_c")},
                                   oracle_present=float(np.mean(v["present"])), seconds_median=float(np.median(v["seconds"])))
+    res["reference_words"] = dict(scenes=len(scenes), **metrics.concept_scores(clip, words["sources"], words["per_concept"],
+                                                                               words["composed"], words["labels"]),
+                                  oracle_present=float(np.mean(words["present"])))
     # the same comparison on the ablation scenes only, so that all four rows share their scenes
     if not args.table_only:
         res["table_ablation_scenes"] = {name: metrics.concept_scores(clip, v["sources"][:ABLATION], v["per_concept"][:ABLATION],
@@ -175,6 +205,9 @@ def main():
         print(f"{name:24s} {r['sim_i']:6.3f} {r['sim_c']:6.3f} {r['acc_1']:6.3f} {r['acc_3']:6.3f} "
               f"{r['acc_1_label']:6.3f} {r['acc_3_label']:6.3f} {r['oracle_present']:7.0%} "
               f"{r['seconds_median']:11.1f}   ({r['scenes']} scenes)")
+    r = res["reference_words"]
+    print(f"{'(the words, no learning)':24s} {r['sim_i']:6.3f} {r['sim_c']:6.3f} {r['acc_1']:6.3f} {r['acc_3']:6.3f} "
+          f"{r['acc_1_label']:6.3f} {r['acc_3_label']:6.3f} {r['oracle_present']:7.0%}")
     if scale_rows:
         print("extract-then-scale, omega " + " / ".join(f"{w:g}" for w in OMEGAS) + ": target presence "
               + " / ".join(f"{v:.2f}" for v in res["extract_then_scale"]["target"]) + "; others "

@@ -45,6 +45,19 @@ def test_curves_and_split_tokens(learned):
     assert any(e > 0 for e in learned.curves["emd"])
 
 
+def test_recorded_gradients_leave_the_result_unchanged(toy, learned):
+    rec = express.learn_tokens(toy, SCENE.image, np.stack(SCENE.masks), steps=10, split_steps=4, g=3, progress=False,
+                               record_gradients=True)
+    assert torch.equal(rec.embeddings, learned.embeddings)
+    assert all(len(rec.curves[f"grad_{k}"]) == 10 for k in ("masked", "contrastive", "emd"))
+    assert all(v > 0 for v in rec.curves["grad_masked"] + rec.curves["grad_contrastive"][:4])
+    assert rec.curves["grad_contrastive"][4:] == [0.0] * 6                    # no contrastive term after the merge
+    assert any(v > 0 for v in rec.curves["grad_emd"])
+    bas = express.learn_tokens(toy, SCENE.image, np.stack(SCENE.masks), steps=3, split_merge=False, align=False,
+                               joint=False, progress=False, record_gradients=True)
+    assert bas.curves["grad_emd"] == [0.0] * 3 and all(v > 0 for v in bas.curves["grad_masked"])
+
+
 def test_save_load_and_diffusers_reads_the_files(learned, tmp_path):
     paths = learned.save(tmp_path)
     back = ConceptTokens.load(tmp_path)

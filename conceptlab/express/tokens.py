@@ -217,13 +217,16 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
                  lr: float = 5e-4, weight_decay: float = 1e-2, tau: float = 0.07, alpha: float = 1e-3,
                  beta: float = 1e-5, split_merge: bool = True, align: bool = True, joint: bool = True,
                  template: str | None = None, schedule: str = "sampled", seed: int = 0,
-                 progress: bool = True) -> ConceptTokens:
+                 progress: bool = True, record_gradients: bool = False) -> ConceptTokens:
     """Learn one token per concept of `image` (PIL, uint8 array, or tensor in [-1, 1]).
     concepts: a Localization (from localize), its concepts, or masks (N, H, W) (then f_i is the mask itself).
     template: the prompt around a token ("a photo of {}" on real models; "a {}" on the toy models, whose
     vocabulary has no "photo"). split_merge=False, align=False, joint=False: Break-A-Scene-dagger.
     schedule: "sampled" (one UNet call a step: a random prompt of the table) or "official" (every prompt
     every step, as the authors' code; see the module doc): on a two-object toy scene 121 s against 37 s.
+    record_gradients: also record, per step, the norm of each loss term's gradient on the rows being learned
+    (curves "grad_masked", "grad_contrastive", "grad_emd"): which term drives the tokens. It costs a backward
+    pass per term and leaves the result unchanged.
     Deterministic for a seed on the CPU. The model passed in is not modified."""
     from tqdm.auto import tqdm
 
@@ -253,6 +256,8 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
     v_pred = model.scheduler.config.get("prediction_type", "epsilon") == "v_prediction"
     alphas, T = model.alphas_cumprod, len(model.alphas_cumprod)
     curves, sims = {"masked": [], "contrastive": [], "emd": []}, []
+    if record_gradients:
+        curves.update(grad_masked=[], grad_contrastive=[], grad_emd=[])
     targets = {}                                            # f_i on the attention grid, per (concept, flip)
     opt = torch.optim.AdamW([table.weight], lr=lr, weight_decay=weight_decay)
     listen = LiveAttention(model.unet, kind="cross")
@@ -279,11 +284,11 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
                 per_prompt = (((pred - target) * mask[:, None]) ** 2).sum((1, 2, 3)) / \
                     (mask.sum((1, 2)) * pred.shape[1]).clamp_min(1)                              # eq. 8, (P,)
                 masked = per_prompt.mean()
-                loss, con, emd = per_prompt.sum(), torch.zeros(()), torch.zeros(())
+                terms, con, emd = {"masked": per_prompt.sum()}, torch.zeros(()), torch.zeros(())
                 if not merged:                                  # supervised contrastive over the split tokens
                     labels = torch.arange(n).repeat_interleave(g)
                     con = supervised_contrastive(table.weight[table.split_rows], labels, tau)
-                    loss = loss + P * alpha * con               # the official code adds it at each of its P updates
+                    terms["contrastive"] = P * alpha * con      # the official code adds it at each of its P updates
                 if align and (schedule == "official" or len(words[0][1]) == 1):   # eq. 11 ("sampled": not the joint)
                     emds = []
                     for b, (w, ks) in enumerate(words):
@@ -294,7 +299,11 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
                                 targets[k, flip] = to_grid(f[k][flip], _grid_of(dists[k], masks[k]), grid)
                             emds.append(emd_loss(a, targets[k, flip], grid))
                     emds = torch.stack(emds)
-                    emd, loss = emds.mean(), loss + beta * emds.sum()
+                    emd, terms["emd"] = emds.mean(), beta * emds.sum()
+                if record_gradients:
+                    for key in ("masked", "contrastive", "emd"):
+                        curves[f"grad_{key}"].append(_grad_norm(terms[key], table) if key in terms else 0.0)
+                loss = sum(terms.values())
                 opt.zero_grad()
                 loss.backward()
                 table.weight.grad[~table.trainable] = 0
@@ -360,6 +369,12 @@ def _distribution(dist, mask, flipped: int) -> torch.Tensor:
     """f_i (n,) on its grid (or the mask as a distribution), mirrored for the flipped image."""
     d = torch.from_numpy(np.asarray(mask, np.float32)) if dist is None else dist.float()
     return (torch.flip(d, dims=[-1]) if flipped else d).flatten()
+
+
+def _grad_norm(term: torch.Tensor, table: TokenTable) -> float:
+    """The norm of one loss term's gradient on the rows being learned (the graph is kept for the others)."""
+    grad, = torch.autograd.grad(term, table.weight, retain_graph=True)
+    return float(grad[table.trainable].norm())
 
 
 def _mean_pairwise_cos(e: torch.Tensor) -> torch.Tensor:
