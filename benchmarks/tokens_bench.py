@@ -53,12 +53,18 @@ def generations(model, prompt: str, seed: int) -> torch.Tensor:
 
 
 def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, bucket: dict, schedule: str = "sampled",
-                       cache: Path | None = None):
+                       cache: Path | None = None, masked_mean: str = "mask"):
     """Learn the scene's tokens with one method and seed, generate from each token and from the composed
     prompt (seeds from the scene index j), and append everything the scores need to `bucket`.
     With a cache folder, a (method, scene, seed) already learned and generated there is read back instead
-    (the tokens and the generations), so that a long run stopped midway goes on where it stopped."""
+    (the tokens and the generations), so that a long run stopped midway goes on where it stopped.
+    masked_mean="latent" (eq. 8 averaged over the whole latent, as the authors' code) gets its own cache entries,
+    except for Break-A-Scene-dagger: with the masked loss alone, the two averages differ by a constant factor per
+    token, which AdamW cancels (500 steps on a scene, both schedules: the embeddings agree to 3e-5)."""
     name = f"{schedule}_{'_'.join(f'{k}{int(v)}' for k, v in sorted(kw.items())) or 'full'}_scene{j}_seed{seed}"
+    masked_only = not any(kw.get(k, True) for k in ("split_merge", "align", "joint"))
+    if masked_mean != "mask" and not masked_only:
+        name += f"_{masked_mean}mean"
     if cache is not None and (cache / name / "entry.pt").exists():
         entry = torch.load(cache / name / "entry.pt")
         learned = express.ConceptTokens.load(cache / name)
@@ -66,7 +72,7 @@ def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, buck
     else:
         t0 = time.perf_counter()
         learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, schedule=schedule,
-                                       progress=False, **kw)
+                                       masked_mean=masked_mean, progress=False, **kw)
         seconds = time.perf_counter() - t0
         m2 = learned.apply(model)
         gens = [generations(m2, f"a {t}", 100 * j) for t in learned.tokens]
@@ -121,6 +127,9 @@ def main():
     ap.add_argument("--schedule", choices=["sampled", "official"], default="sampled",
                     help="learn_tokens' schedule: one prompt a step (default) or every prompt every step")
     ap.add_argument("--scenes", type=int, default=SCENES, help=f"held-out scenes (default {SCENES}, the bar's count)")
+    ap.add_argument("--masked-mean", choices=["mask", "latent"], default="mask",
+                    help="learn_tokens' average of eq. 8: over the concept's mask (default) or over the whole latent "
+                         "(the authors' code)")
     ap.add_argument("--table-only", action="store_true",
                     help="BaS-dagger and ConceptExpress only: no ablation rows, no extract-then-scale")
     ap.add_argument("--out", type=Path, default=None,
@@ -143,7 +152,8 @@ def main():
         for name, kw in METHODS.items():
             if name in ("+ split-and-merge", "+ attention alignment") and (j >= ABLATION or args.table_only):
                 continue
-            learned, m2 = learn_and_generate(model, s, concepts, kw, j, j, per[name], args.schedule, args.cache)
+            learned, m2 = learn_and_generate(model, s, concepts, kw, j, j, per[name], args.schedule, args.cache,
+                                             args.masked_mean)
             if name == "ConceptExpress" and not args.table_only:
                 for i, (t, lab) in enumerate(zip(learned.tokens, s.labels)):
                     inv = inversion.invert(m2, s.image, f"a {t}", steps=50)
@@ -162,10 +172,10 @@ def main():
             concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
             for m in pair:
                 learn_and_generate(model, s, concepts, METHODS[m], j, j + 1000 * r, by_seed[-1][m], args.schedule,
-                                   args.cache)
+                                   args.cache, args.masked_mean)
             print(f"seed {r + 1}/{args.seeds}, scene {j + 1}/{len(scenes)}", flush=True)
     res = dict(scenes=len(scenes), ablation_scenes=0 if args.table_only else ABLATION, generations_per_prompt=GEN,
-               steps=500, schedule=args.schedule, table={})
+               steps=500, schedule=args.schedule, masked_mean=args.masked_mean, table={})
     per = {name: v for name, v in per.items() if v["sources"]}
     for name, v in per.items():
         scores = metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"], v["labels"])

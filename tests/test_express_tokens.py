@@ -100,6 +100,22 @@ def test_break_a_scene_dagger_configuration(toy):
     assert bas.split_similarity == [] and bas.curves["emd"] == [0.0] * 4 and bas.curves["contrastive"] == [0.0] * 4
 
 
+def test_masked_mean_over_the_mask_or_the_latent(toy):
+    """Eq. 8 averaged over the whole latent (the authors' code) is the average over the mask times the mask's
+    share of the latent (here at the first step, where both runs see the same embedding, t and noise)."""
+    one = np.stack(SCENE.masks)[:1]
+    kw = dict(steps=1, split_merge=False, align=False, joint=False, progress=False)
+    by_mask = express.learn_tokens(toy, SCENE.image, one, **kw)
+    by_latent = express.learn_tokens(toy, SCENE.image, one, masked_mean="latent", **kw)
+    side = tuple(toy.encode(to_tensor(SCENE.image, toy.image_size)).shape[-2:])
+    share = float(torch.nn.functional.interpolate(torch.from_numpy(one).float()[:, None], size=side, mode="area").mean())
+    assert 0 < share < 0.5
+    assert by_latent.curves["masked"][0] == pytest.approx(by_mask.curves["masked"][0] * share, rel=1e-4)
+    assert by_latent.settings["masked_mean"] == "latent" and by_mask.settings["masked_mean"] == "mask"
+    with pytest.raises(ValueError, match="masked_mean"):
+        express.learn_tokens(toy, SCENE.image, one, masked_mean="sum", **kw)
+
+
 def test_losses():
     e = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
     labels = torch.tensor([0, 0, 1, 1])

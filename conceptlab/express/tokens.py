@@ -9,7 +9,8 @@
 The lookup table: concept i -> (token <c_i>, embedding v_i, mask m_i, attention f_i). Only the new
 embedding rows train (AdamW; every other row is restored after each update); UNet, VAE and the rest of the
 text encoder stay frozen. Three losses:
-- masked denoising (eq. 8): ||(eps - eps_theta(z_t, t, "a photo of <c_i>")) * m_i||^2, t ~ U[0, T);
+- masked denoising (eq. 8): ||(eps - eps_theta(z_t, t, "a photo of <c_i>")) * m_i||^2, t ~ U[0, T), averaged
+  over the mask (`masked_mean="latent"`: over the whole latent, as the authors' code);
 - split-and-merge: for the first `split_steps`, g tokens per concept and a supervised contrastive loss
   (tau 0.07, weight alpha 1e-3) over the normalized split embeddings; then each concept's g tokens merge
   into their mean;
@@ -217,13 +218,16 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
                  lr: float = 5e-4, weight_decay: float = 1e-2, tau: float = 0.07, alpha: float = 1e-3,
                  beta: float = 1e-5, split_merge: bool = True, align: bool = True, joint: bool = True,
                  template: str | None = None, schedule: str = "sampled", seed: int = 0,
-                 progress: bool = True, record_gradients: bool = False) -> ConceptTokens:
+                 progress: bool = True, record_gradients: bool = False, masked_mean: str = "mask") -> ConceptTokens:
     """Learn one token per concept of `image` (PIL, uint8 array, or tensor in [-1, 1]).
     concepts: a Localization (from localize), its concepts, or masks (N, H, W) (then f_i is the mask itself).
     template: the prompt around a token ("a photo of {}" on real models; "a {}" on the toy models, whose
     vocabulary has no "photo"). split_merge=False, align=False, joint=False: Break-A-Scene-dagger.
     schedule: "sampled" (one UNet call a step: a random prompt of the table) or "official" (every prompt
     every step, as the authors' code; see the module doc): on a two-object toy scene 121 s against 37 s.
+    masked_mean: how eq. 8's squared error is averaged: "mask" (over the concept's mask: each concept weighs the
+    same, whatever its size) or "latent" (over the whole latent, as the authors' code's F.mse_loss of the masked
+    tensors: a concept weighs its share of the latent, so the contrastive and EMD terms weigh more beside it).
     record_gradients: also record, per step, the norm of each loss term's gradient on the rows being learned
     (curves "grad_masked", "grad_contrastive", "grad_emd"): which term drives the tokens. It costs a backward
     pass per term and leaves the result unchanged.
@@ -235,6 +239,9 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
     for name, v in dict(steps=steps, g=g).items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if masked_mean not in ("mask", "latent"):
+        raise ValueError(f"masked_mean must be 'mask' (the mean over the concept's mask) or 'latent' (over the whole "
+                         f"latent, as the authors' code), got {masked_mean!r}")
     if schedule not in ("sampled", "official"):
         raise ValueError(f"schedule must be 'sampled' (one prompt a step) or 'official' (every prompt every step), "
                          f"got {schedule!r}")
@@ -281,8 +288,8 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
                 hidden, ids = table.encode([template.format(" and ".join(w)) for w, _ in words])  # (P, L, D), (P, L)
                 pred = model.unet(z_t, t, encoder_hidden_states=hidden).sample
                 target = a_t.sqrt() * noise - (1 - a_t).sqrt() * z0 if v_pred else noise
-                per_prompt = (((pred - target) * mask[:, None]) ** 2).sum((1, 2, 3)) / \
-                    (mask.sum((1, 2)) * pred.shape[1]).clamp_min(1)                              # eq. 8, (P,)
+                count = (mask.sum((1, 2)) * pred.shape[1]).clamp_min(1) if masked_mean == "mask" else pred[0].numel()
+                per_prompt = (((pred - target) * mask[:, None]) ** 2).sum((1, 2, 3)) / count       # eq. 8, (P,)
                 masked = per_prompt.mean()
                 terms, con, emd = {"masked": per_prompt.sum()}, torch.zeros(()), torch.zeros(())
                 if not merged:                                  # supervised contrastive over the split tokens
@@ -319,7 +326,7 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
     emb = table.weight.detach()[table.ids_final].clone()
     settings = dict(steps=steps, split_steps=split_steps if split_merge else 0, g=g, lr=lr, weight_decay=weight_decay,
                     tau=tau, alpha=alpha, beta=beta, split_merge=split_merge, align=align, joint=joint, schedule=schedule,
-                    template=template, seed=seed, model=model.name)
+                    template=template, seed=seed, model=model.name, masked_mean=masked_mean)
     return ConceptTokens(table.final, emb, masks, curves, sims, settings)
 
 
