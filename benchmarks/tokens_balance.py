@@ -1,7 +1,7 @@
 """Which loss drives ConceptExpress's tokens on the toy model? The size of each term's gradient.
 
-    .venv/bin/python benchmarks/tokens_balance.py                       # about 5 minutes on 2 cores
-    .venv/bin/python benchmarks/tokens_balance.py --schedule official   # about 15 minutes
+    .venv/bin/python benchmarks/tokens_balance.py                       # about 6 minutes on 2 cores
+    .venv/bin/python benchmarks/tokens_balance.py --schedule official   # every prompt every step (slower)
 
 ConceptExpress learns each token from three terms, at the authors' weights: the masked denoising loss (eq. 8),
 the supervised contrastive loss of split-and-merge (alpha 1e-3, first 100 steps) and the EMD attention

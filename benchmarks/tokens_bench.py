@@ -7,6 +7,7 @@
                                         # the authors' every-prompt-every-step schedule, BaS-dagger and
                                         # ConceptExpress only (about 5 minutes a scene), to tokens_official.json
     ... --cache .toy_runs/tokens_cache          # keep every learned run; a stopped run goes on where it stopped
+    ... --masked-mean latent --out F            # eq. 8 averaged over the whole latent, as the authors' code
 
 Held-out scenes with 2-3 objects; the concepts are the ground-truth masks (SAM's stand-in), each with its
 mean self-attention distribution f_i. For each scene, tokens are learned 500 steps by ConceptExpress and by
@@ -15,8 +16,9 @@ token generates GEN images from "a <c_i>" and the composed prompt GEN images; sc
 ACC^3 in toy-clip image features (metrics.concept_scores; ACC also by label, one prototype per object kind:
 toy scenes repeat their objects), and the oracle's presence of the concept's
 object in its token's generations. A reference row scores the object's own words ("a red circle") with the
-same generation seeds: what a token that knows only the kind of object would score. Extract-then-scale: ScalingConcept with each ConceptExpress token as
-the concept prompt, omega 0..5; the oracle's presence of the target object and of the others.
+same generation seeds: what a token that knows only the kind of object would score. Extract-then-scale:
+ScalingConcept with each ConceptExpress token as the concept prompt, omega 0..5; the oracle's presence of the
+target object and of the others.
 With --seeds K, every scene's tokens are learned again with K - 1 other seeds (the learning seed only: the
 generations' seeds stay, so both methods are scored on the same noise); "seeds" in the results holds each
 seed's four scores, their mean and standard deviation across seeds, and on how many of the four scores
