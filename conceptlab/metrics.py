@@ -127,7 +127,8 @@ def masked_region(image: torch.Tensor, mask) -> torch.Tensor:
     return torch.where(m, image, torch.full_like(image, -1.0))
 
 
-def concept_scores(clip, sources: list, per_concept: list, composed: list, labels: list | None = None) -> dict:
+def concept_scores(clip, sources: list, per_concept: list, composed: list, labels: list | None = None,
+                   regions: list | None = None) -> dict:
     """ConceptExpress Table 1 on the image features of a Clip (toy-clip, CLIP) or a Dino (conceptlab.load_dino).
     sources: per scene (image (1, 3, H, W), masks (N, H, W)); per_concept: per scene, per concept, the images
     generated from "a photo of <c_i>" (k, 3, H, W); composed: per scene, the images generated from the
@@ -140,17 +141,20 @@ def concept_scores(clip, sources: list, per_concept: list, composed: list, label
       acc_3_label: the same classifier over one prototype per label (the mean feature of the concepts that
       carry it), a hit when the generation's own label is the nearest (among the 3 nearest). On a world with
       repeated objects (toy-shapes: 20 scenes hold 50 concepts but 12 labels) two red circles of two scenes
-      are the same concept to any feature extractor, and acc_1 cannot tell them apart."""
+      are the same concept to any feature extractor, and acc_1 cannot tell them apart.
+    regions: per scene, per concept, the image (1, 3, H, W) that stands for the concept's region in sim_i and
+      the classifier, instead of masked_region(source, mask) (the paper's SAM segment on black). A feature
+      extractor that never saw black backgrounds (toy-clip) misreads masked regions: on toy-shapes, pass each
+      object alone on its own background (shapes.Scene.alone), which the world knows exactly."""
     if not (len(sources) == len(per_concept) == len(composed)) or not sources:
         raise ValueError("give one entry per scene in sources, per_concept and composed")
     if labels is not None and [len(x) for x in labels] != [len(m) for _, m in sources]:
         raise ValueError("labels: give one label per concept of every scene")
-    protos, owner_scene = [], []
-    for s, (image, masks) in enumerate(sources):
-        for m in masks:
-            protos.append(clip.image_features(masked_region(image, m)))
-            owner_scene.append(s)
-    protos = torch.cat(protos)                                                       # (P, D)
+    if regions is not None and [len(x) for x in regions] != [len(m) for _, m in sources]:
+        raise ValueError("regions: give one image (1, 3, H, W) per concept of every scene")
+    if regions is None:
+        regions = [[masked_region(image, m) for m in masks] for image, masks in sources]
+    protos = torch.cat([clip.image_features(r) for scene in regions for r in scene])  # (P, D)
     flat_labels = [x for scene in labels for x in scene] if labels is not None else None
     if flat_labels is not None:
         names = sorted(set(flat_labels))

@@ -9,7 +9,7 @@ from conceptlab.express.tokens import ConceptTokens, emd_loss, supervised_contra
 from conceptlab.images import to_tensor
 from conceptlab.models import Model
 from conceptlab.toy import tiny
-from conceptlab.worlds import shapes
+from conceptlab.worlds import oracle, shapes
 
 SCENE = next(s for s in shapes.scenes("heldout", 20) if len(s.labels) == 2)
 
@@ -169,3 +169,29 @@ def test_concept_scores(toy_clip):
     assert r["acc_1_label"] == pytest.approx(flat.count(flat[0]) / n)
     with pytest.raises(ValueError, match="one label per concept"):
         metrics.concept_scores(toy_clip, sources, per, comp, [s.labels[:1] for s in scenes])
+
+
+def test_concept_scores_with_the_objects_alone_as_regions(toy_clip):
+    scenes = [s for s in shapes.scenes("heldout", 12) if len(s.labels) >= 2][:3]
+    sources = [(to_tensor(s.image), np.stack(s.masks)) for s in scenes]
+    alone = [[to_tensor(s.alone(i)) for i in range(len(s.labels))] for s in scenes]
+    per = [[a.repeat(2, 1, 1, 1) for a in scene] for scene in alone]       # generations: each object alone, in place
+    comp = [x.repeat(2, 1, 1, 1) for x, _ in sources]
+    r = metrics.concept_scores(toy_clip, sources, per, comp, regions=alone)
+    assert r["sim_i"] == pytest.approx(1.0, abs=1e-5) and r["acc_1"] == 1.0
+    # the paper's masked regions (black around the object) are another image: lower similarity
+    assert metrics.concept_scores(toy_clip, sources, per, comp)["sim_i"] < 0.9
+    with pytest.raises(ValueError, match="one image"):
+        metrics.concept_scores(toy_clip, sources, per, comp, regions=[a[:1] for a in alone])
+
+
+def test_scene_object_alone():
+    s = next(s for s in shapes.scenes("heldout", 12) if len(s.labels) >= 2)
+    for i, (lab, m) in enumerate(zip(s.labels, s.masks)):
+        a = s.alone(i)
+        assert a.shape == s.image.shape and a.dtype == np.uint8
+        assert [oracle.is_present(a, x) for x in s.labels] == [x == lab for x in s.labels]
+        others = np.any([n for k, n in enumerate(s.masks) if k != i], axis=0) & ~m
+        assert (a[others] == shapes.background_image(s.background)[others].round()).all()
+    with pytest.raises(IndexError, match="does not exist"):
+        s.alone(len(s.labels))

@@ -29,6 +29,16 @@ def test_oracle_reads_every_image_format():
     assert max(scores) - min(scores) < 1e-4 and scores[0] >= 0.5
 
 
+def test_best_blob_is_the_object_itself():
+    s = next(s for s in shapes.scenes("heldout", 50) if len(s.objects) == 3)
+    for lab, m in zip(s.labels, s.masks):
+        score, blob = oracle.best_blob(s.image, lab)
+        assert score == oracle.presence(s.image, lab) >= oracle.THRESHOLD
+        assert (blob["mask"] & m).sum() >= 0.8 * m.sum()        # the blob covers the object's own mask
+    absent = next(c for c in shapes.COLOURS if c not in {o.colour for o in s.objects})
+    assert oracle.best_blob(s.image, f"{absent} circle") == (0.0, None)
+
+
 def test_removing_an_object_removes_it():
     s = next(s for s in shapes.scenes("heldout", 50) if len(s.objects) == 2)
     keep, gone = s.objects

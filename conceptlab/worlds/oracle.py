@@ -97,17 +97,23 @@ def blobs(image, colour: str) -> list[dict]:
     return out
 
 
-def presence(image, label: str) -> float:
-    """How present the object `label` ("red circle", or "a red circle") is in `image`: a score in [0, 1]."""
+def best_blob(image, label: str) -> tuple[float, dict | None]:
+    """The blob of `label`'s colour that looks most like `label`: (its presence score, the blob as `blobs` gives
+    it), or (0.0, None) when there is no blob of that colour."""
     label = _check_label(label)
     colour, shape = label.split()
-    best = 0.0
+    scored = []
     for b in blobs(image, colour):
         size = min(1.0, b["area"] / FULL_AREA)
         aspect = float(np.clip((b["aspect"] - 0.4) / 0.3, 0, 1))
         fit = b["ious"][shape] * (1.0 if max(b["ious"], key=b["ious"].get) == shape else 0.5)
-        best = max(best, size * aspect * fit)
-    return best
+        scored.append((size * aspect * fit, b))
+    return max(scored, key=lambda sb: sb[0], default=(0.0, None))
+
+
+def presence(image, label: str) -> float:
+    """How present the object `label` ("red circle", or "a red circle") is in `image`: a score in [0, 1]."""
+    return best_blob(image, label)[0]
 
 
 def is_present(image, label: str, threshold: float = THRESHOLD) -> bool:

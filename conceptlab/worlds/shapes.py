@@ -81,6 +81,13 @@ class Scene:
                 return m
         raise KeyError(f"no {label!r} in this scene; it has {self.labels}")
 
+    def alone(self, i: int) -> np.ndarray:
+        """Object i drawn alone on the scene's background (uint8 (H, W, 3)): the concept's region as the world
+        knows it, for scores that compare a concept with its generations (metrics.concept_scores' regions)."""
+        if not 0 <= i < len(self.objects):
+            raise IndexError(f"this scene has {len(self.objects)} objects; object {i} does not exist")
+        return render(self.background, [self.objects[i]])[0]
+
     def pil(self) -> Image.Image:
         return Image.fromarray(self.image)
 
