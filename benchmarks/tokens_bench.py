@@ -8,6 +8,7 @@
                                         # ConceptExpress only (about 5 minutes a scene), to tokens_official.json
     ... --cache .toy_runs/tokens_cache          # keep every learned run; a stopped run goes on where it stopped
     ... --masked-mean latent --out F            # eq. 8 averaged over the whole latent, as the authors' code
+    ... --no-joint --out F                      # ConceptExpress as the paper's text: no joint prompt
 
 Held-out scenes with 2-3 objects; the concepts are the ground-truth masks (SAM's stand-in), each with its
 mean self-attention distribution f_i. For each scene, tokens are learned 500 steps by ConceptExpress and by
@@ -132,6 +133,9 @@ def main():
     ap.add_argument("--masked-mean", choices=["mask", "latent"], default="mask",
                     help="learn_tokens' average of eq. 8: over the concept's mask (default) or over the whole latent "
                          "(the authors' code)")
+    ap.add_argument("--no-joint", action="store_true",
+                    help="ConceptExpress without the joint prompt \"a <c_0> and <c_1> ...\" after the merge: the method as "
+                         "the paper describes it (the authors' code trains it)")
     ap.add_argument("--table-only", action="store_true",
                     help="BaS-dagger and ConceptExpress only: no ablation rows, no extract-then-scale")
     ap.add_argument("--out", type=Path, default=None,
@@ -147,11 +151,12 @@ def main():
     model = conceptlab.load("toy-shapes")
     clip = conceptlab.load_clip("toy-clip")
     scenes = [s for s in shapes.scenes("heldout", 4 * args.scenes, start=300) if len(s.labels) >= 2][:args.scenes]
-    per = {m: empty() for m in METHODS}
+    methods = {**METHODS, "ConceptExpress": dict(joint=False)} if args.no_joint else METHODS
+    per = {m: empty() for m in methods}
     scale_rows = []
     for j, s in enumerate(scenes):
         concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
-        for name, kw in METHODS.items():
+        for name, kw in methods.items():
             if name in ("+ split-and-merge", "+ attention alignment") and (j >= ABLATION or args.table_only):
                 continue
             learned, m2 = learn_and_generate(model, s, concepts, kw, j, j, per[name], args.schedule, args.cache,
@@ -173,11 +178,11 @@ def main():
         for j, s in enumerate(scenes):
             concepts = concepts_from_masks(model, s.image, np.stack(s.masks))
             for m in pair:
-                learn_and_generate(model, s, concepts, METHODS[m], j, j + 1000 * r, by_seed[-1][m], args.schedule,
+                learn_and_generate(model, s, concepts, methods[m], j, j + 1000 * r, by_seed[-1][m], args.schedule,
                                    args.cache, args.masked_mean)
             print(f"seed {r + 1}/{args.seeds}, scene {j + 1}/{len(scenes)}", flush=True)
     res = dict(scenes=len(scenes), ablation_scenes=0 if args.table_only else ABLATION, generations_per_prompt=GEN,
-               steps=500, schedule=args.schedule, masked_mean=args.masked_mean, table={})
+               steps=500, schedule=args.schedule, masked_mean=args.masked_mean, joint=not args.no_joint, table={})
     per = {name: v for name, v in per.items() if v["sources"]}
     for name, v in per.items():
         scores = metrics.concept_scores(clip, v["sources"], v["per_concept"], v["composed"], v["labels"])
