@@ -25,6 +25,8 @@ generations' seeds stay, so both methods are scored on the same noise); "seeds" 
 seed's four scores, their mean and standard deviation across seeds, and on how many of the four scores
 ConceptExpress beats BaS-dagger, for each seed and on the means.
 Writes benchmarks/results/tokens.json (tokens_official.json with --schedule official).
+The scores take the paper's region (the source masked, black elsewhere), which toy-clip misreads:
+benchmarks/tokens_instance.py scores the cached generations again with each object alone as its region.
 """
 from __future__ import annotations
 

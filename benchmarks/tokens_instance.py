@@ -22,7 +22,8 @@ Part 2 (with --cache) scores the cached generations of the words ("a red circle"
 generation of a concept's token: its best blob of the concept's label, whose area and centre it compares with
 the source object's. Per run: the median |log(area / source area)|, the median distance of the centres in
 pixels, and across concepts the correlation of the source's log area with its generations' mean log area.
-Writes benchmarks/results/tokens_instance.json.
+Where the cache holds them, it also scores tokens_bench's other runs on learning seed 0 (VARIANTS: --no-joint,
+--masked-mean latent, the sampled schedule). Writes benchmarks/results/tokens_instance.json.
 """
 from __future__ import annotations
 
@@ -48,6 +49,12 @@ ROWS = {                                                # row -> the attributes 
     "its kind only": ("place", "size", "background"),
 }
 METHODS = {"BaS-dagger": "official_align0_joint0_split_merge0", "ConceptExpress": "official_full"}
+VARIANTS = {                                            # learning seed 0; scored when the cache holds every scene
+    "ConceptExpress, no joint prompt": "official_joint0_scene{j}_seed{j}",
+    "ConceptExpress, eq. 8 over the latent": "official_full_scene{j}_seed{j}_latentmean",
+    "BaS-dagger, sampled schedule": "sampled_align0_joint0_split_merge0_scene{j}_seed{j}",
+    "ConceptExpress, sampled schedule": "sampled_full_scene{j}_seed{j}",
+}
 KEYS = ("sim_i", "sim_c", "acc_1", "acc_3", "acc_1_label", "acc_3_label")
 
 
@@ -108,6 +115,16 @@ def line(name: str, r: dict, keys=KEYS) -> str:
     return f"{name:42s} " + " ".join(f"{r[k]:6.3f}" for k in keys)
 
 
+def score_cached(clip, scenes, folders: list, sources, labels, alone) -> tuple[dict, str]:
+    """One cached run of tokens_bench (a folder per scene): its scores with the objects alone as regions and the
+    oracle's size and place, and their printed line (without the name)."""
+    entries = [torch.load(f / "entry.pt") for f in folders]
+    per = [e["per_concept"] for e in entries]
+    r = dict(**metrics.concept_scores(clip, sources, per, [e["composed"] for e in entries], labels, alone),
+             **instance_fidelity(scenes, per))
+    return r, f" {r['median_abs_log_area']:10.3f} {r['median_centre_px']:9.2f} {r['area_correlation']:9.2f}"
+
+
 def main():
     ap = argparse.ArgumentParser(description="what Table 1's scores measure on toy-shapes, and the instance the tokens learned")
     ap.add_argument("--cache", type=Path, default=None,
@@ -141,13 +158,8 @@ def main():
         print(f"\ngenerations, scored with the objects alone as regions\n{head}"
               f" {'|log area|':>10s} {'centre px':>9s} {'area corr':>9s}")
         for name, folders in runs.items():
-            entries = [torch.load(f / "entry.pt") for f in folders]
-            per = [e["per_concept"] for e in entries]
-            r = res["generations"][name] = dict(
-                **metrics.concept_scores(clip, sources, per, [e["composed"] for e in entries], labels, alone),
-                **instance_fidelity(scenes, per))
-            print(line(name, r) + f" {r['median_abs_log_area']:10.3f} {r['median_centre_px']:9.2f} "
-                  f"{r['area_correlation']:9.2f}")
+            res["generations"][name], tail = score_cached(clip, scenes, folders, sources, labels, alone)
+            print(line(name, res["generations"][name]) + tail)
         res["seeds"] = {}
         for m in METHODS:
             runs_m = [res["generations"][f"{m}, seed {r}"] for r in range(args.seeds)]
@@ -157,6 +169,12 @@ def main():
         res["seeds"]["wins_on_means"] = sum(b[k]["mean"] > a[k]["mean"] for k in KEYS[:4])
         print(f"across {args.seeds} seeds, ConceptExpress beats BaS-dagger on {res['seeds']['wins_on_means']} of "
               f"SIM^I, SIM^C, ACC^1, ACC^3 on the means")
+        res["variants"] = {}
+        for name, stem in VARIANTS.items():                 # other runs of tokens_bench, where the cache has them
+            folders = [args.cache / stem.format(j=j) for j in range(len(scenes))]
+            if all((f / "entry.pt").exists() for f in folders):
+                res["variants"][name], tail = score_cached(clip, scenes, folders, sources, labels, alone)
+                print(line(name + ", seed 0", res["variants"][name]) + tail)
     OUT.mkdir(exist_ok=True)
     (OUT / "tokens_instance.json").write_text(json.dumps(res, indent=2))
     print(f"written to {OUT / 'tokens_instance.json'}")

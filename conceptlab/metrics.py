@@ -141,7 +141,7 @@ def concept_scores(clip, sources: list, per_concept: list, composed: list, label
       acc_3_label: the same classifier over one prototype per label (the mean feature of the concepts that
       carry it), a hit when the generation's own label is the nearest (among the 3 nearest). On a world with
       repeated objects (toy-shapes: 20 scenes hold 50 concepts but 12 labels) two red circles of two scenes
-      are the same concept to any feature extractor, and acc_1 cannot tell them apart.
+      differ only in place, size and background, and acc_1 asks to tell them apart by those alone.
     regions: per scene, per concept, the image (1, 3, H, W) that stands for the concept's region in sim_i and
       the classifier, instead of masked_region(source, mask) (the paper's SAM segment on black). A feature
       extractor that never saw black backgrounds (toy-clip) misreads masked regions: on toy-shapes, pass each
