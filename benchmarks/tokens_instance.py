@@ -22,9 +22,8 @@ Part 2 (with --cache) scores the cached generations of the words ("a red circle"
 generation of a concept's token: its best blob of the concept's label, whose area and centre it compares with
 the source object's. Per run: the median |log(area / source area)|, the median distance of the centres in
 pixels, and across concepts the correlation of the source's log area with its generations' mean log area.
-The run of tokens_bench.py --no-joint (OPTIONAL) is scored on every learning seed
-where the cache holds them all, and on seed 0 otherwise; each ConceptExpress run is compared with BaS-dagger on
-the means across seeds. Where the cache holds them, it also scores tokens_bench's other runs on learning seed 0
+The run of tokens_bench.py --no-joint (OPTIONAL) is scored on every learning seed where the cache holds them
+all, and on seed 0 otherwise; each ConceptExpress run is compared with BaS-dagger on the means across seeds. Where the cache holds them, it also scores tokens_bench's other runs on learning seed 0
 (VARIANTS: --masked-mean latent, the sampled schedule). Writes benchmarks/results/tokens_instance.json.
 """
 from __future__ import annotations
@@ -182,9 +181,8 @@ def main():
             res["seeds"]["wins_on_means" + ("" if m == "ConceptExpress" else f" ({m})")] = wins
             print(f"across {args.seeds} seeds, {m} beats BaS-dagger on {wins} of SIM^I, SIM^C, ACC^1, ACC^3 on the means")
         res["variants"] = {}
-        variants = dict(VARIANTS)
-        if len(seeded) == len(METHODS):                     # the optional runs on seed 0 alone, where the cache has them
-            variants.update({name: stem + "_scene{j}_seed{j}" for name, stem in OPTIONAL.items()})
+        variants = dict(VARIANTS)                           # + the optional runs not on every seed: seed 0 alone
+        variants.update({name: stem + "_scene{j}_seed{j}" for name, stem in OPTIONAL.items() if name not in seeded})
         for name, stem in variants.items():                 # other runs of tokens_bench, where the cache has them
             folders = [args.cache / stem.format(j=j) for j in range(len(scenes))]
             if all((f / "entry.pt").exists() for f in folders):
