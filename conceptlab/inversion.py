@@ -17,7 +17,9 @@ from dataclasses import dataclass
 import torch
 
 from . import hooks
-from .models import Condition, Model, _check_steps, predict_x0
+from .ddim import check_steps, ddim_step
+from .ddim import alpha_pairs as ddim_alpha_pairs
+from .models import Condition, Model
 
 METHODS = ("ddim", "renoise")
 RENOISE_AVERAGE_BELOW = 250          # ReNoise averages its estimates only at low timesteps (METHODS.md)
@@ -59,16 +61,7 @@ class Inversion:
 def alpha_pairs(model: Model, timesteps: torch.Tensor) -> list[tuple[float, float]]:
     """For each sampling step i, (abar at t_i, abar at the next cleaner timestep); the cleanest step goes to
     the scheduler's final alpha (abar_0 here, as SD's set_alpha_to_one=False)."""
-    abar = model.alphas_cumprod
-    final = float(model.scheduler.final_alpha_cumprod)
-    nxt = [float(abar[t]) for t in timesteps[1:]] + [final]
-    return [(float(abar[t]), a) for t, a in zip(timesteps, nxt)]
-
-
-def ddim_step(z: torch.Tensor, eps: torch.Tensor, abar_from: float, abar_to: float) -> torch.Tensor:
-    """One deterministic DDIM move of z from noise level abar_from to abar_to (DDIM eq. 12, eta 0)."""
-    x0 = predict_x0(z, eps, abar_from)
-    return abar_to ** 0.5 * x0 + (1 - abar_to) ** 0.5 * eps
+    return ddim_alpha_pairs(model.alphas_cumprod, timesteps, model.scheduler.final_alpha_cumprod)
 
 
 @torch.no_grad()
@@ -99,7 +92,7 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     prompts = one_each(prompt, len(images), "prompts")
     for p in prompts:
         model.check_prompt(p, allow_empty=True)
-    _check_steps(steps)
+    steps = check_steps(steps)
     z = []
     for k, im in enumerate(images):
         z_k = model.encode(im)
@@ -156,24 +149,8 @@ def sample(model: Model, z_T: torch.Tensor, cond: Condition, steps: int, guidanc
     """Deterministic DDIM sampling from z_T (B, C, h, w) with classifier-free guidance
     eps = eps_null + guidance (eps_c - eps_null) (guidance 1: the conditional prediction alone).
     Returns the clean latent (B, C, h, w)."""
-    _check_steps(steps)
-    timesteps = model.timesteps(steps)
-    z = z_T
-    null = model.null() if null is None else null
     with hooks.own_loop():
-        for i, ((abar_t, abar_s), t) in enumerate(zip(alpha_pairs(model, timesteps), timesteps)):
-            if guidance == 1.0:
-                eps = model.eps(z, t, cond)
-                branches = {"cond": eps}
-            else:                                          # both branches in one batched forward
-                both = model.eps(torch.cat([z, z]), t, Condition.cat([null.repeat(len(z)) if len(null) == 1 else null,
-                                                                       cond.repeat(len(z)) if len(cond) == 1 else cond]))
-                e_null, e_c = both.chunk(2)
-                eps = e_null + guidance * (e_c - e_null)
-                branches = {"uncond": e_null, "cond": e_c}
-            hooks.report(i, t, z, eps, branches)
-            z = ddim_step(z, eps, abar_t, abar_s)
-    return z
+        return model.sample(z_T, cond, steps, guidance, null=null, report=hooks.report)
 
 
 def reconstruct(model: Model, inv: Inversion | list[Inversion], prompt: str | list[str] | None = None,

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from . import ddim
+from .ddim import check_steps, predict_x0
 from .images import to_pil, to_tensor
 
 EMBEDDED = Path(__file__).parent / "toy" / "weights"
@@ -151,6 +153,9 @@ class Model:
         if not isinstance(pipe.scheduler, DDIMScheduler):   # every method here steps with DDIM
             raise ValueError(f"conceptlab steps with DDIM but this pipeline has {type(pipe.scheduler).__name__}: set "
                              "pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config) (conceptlab.load does)")
+        if pipe.scheduler.config.get("prediction_type", "epsilon") not in ddim.PREDICTION_TYPES:
+            raise ValueError(f"this checkpoint's scheduler predicts {pipe.scheduler.config.prediction_type!r}; conceptlab "
+                             f"handles {ddim.PREDICTION_TYPES} (every method works in eps; v is converted exactly)")
         if self.kind == "audioldm2" and audio is None:
             from .audio import AudioFrontEnd
             audio = AudioFrontEnd.for_audioldm2(pipe)
@@ -190,14 +195,18 @@ class Model:
         return self.audio is not None
 
     @property
+    def prediction_type(self) -> str:
+        """What the UNet predicts: "epsilon" or "v_prediction" (`eps` always returns the noise)."""
+        return self.scheduler.config.get("prediction_type", "epsilon")
+
+    @property
     def alphas_cumprod(self) -> torch.Tensor:
         """(1000,) cumulative products of (1 - beta): alpha-bar_t of DDPM."""
         return self.scheduler.alphas_cumprod
 
     def timesteps(self, steps: int) -> torch.Tensor:
         """The DDIM timesteps of an N-step run, noisiest first: (N,) long."""
-        _check_steps(steps)
-        self.scheduler.set_timesteps(steps)
+        self.scheduler.set_timesteps(check_steps(steps))
         return self.scheduler.timesteps.clone()
 
     def __repr__(self):
@@ -268,13 +277,16 @@ class Model:
             raise ValueError(f"{z.shape[0]} latents but {len(cond)} conditions: give one condition per latent, or one for all")
         t = torch.as_tensor(t, device=z.device)
         if self.kind == "audioldm2":
-            return self.unet(z, t, encoder_hidden_states=cond.hidden, encoder_hidden_states_1=cond.hidden_2,
-                             encoder_attention_mask_1=cond.mask_2).sample
-        added = None
-        if self.kind == "sdxl":
-            added = {"text_embeds": cond.pooled, "time_ids": cond.time_ids}
-        return self.unet(z, t, encoder_hidden_states=cond.hidden, added_cond_kwargs=added,
-                         cross_attention_kwargs=cross_attention_kwargs).sample
+            out = self.unet(z, t, encoder_hidden_states=cond.hidden, encoder_hidden_states_1=cond.hidden_2,
+                            encoder_attention_mask_1=cond.mask_2).sample
+        else:
+            added = {"text_embeds": cond.pooled, "time_ids": cond.time_ids} if self.kind == "sdxl" else None
+            out = self.unet(z, t, encoder_hidden_states=cond.hidden, added_cond_kwargs=added,
+                            cross_attention_kwargs=cross_attention_kwargs).sample
+        if self.prediction_type == "v_prediction":          # the noise this v stands for, exactly
+            abar = self.alphas_cumprod.to(z.device)[t.long().flatten().cpu()]
+            out = ddim.eps_from_v(z, out, abar.view(-1, 1, 1, 1) if abar.numel() > 1 else abar[0])
+        return out
 
     def predict_x0(self, z: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
         """The predicted clean latent at timestep t (see `predict_x0`)."""
@@ -291,8 +303,8 @@ class Model:
         else:
             x = to_tensor(image, self.image_size).to(self.device, self.vae.dtype)
         dist = self.vae.encode(x).latent_dist
-        z = dist.sample(torch.Generator().manual_seed(seed)) if sample else dist.mean
-        return z * self.vae.config.scaling_factor
+        z = dist.sample(torch.Generator(dist.mean.device).manual_seed(seed)) if sample else dist.mean
+        return (z * self.vae.config.scaling_factor).to(self.dtype)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -300,7 +312,7 @@ class Model:
         (B, T) (see `decode_spectrogram` for the spectrogram image)."""
         if self.is_audio:
             return self.audio.to_waveform(self.decode_spectrogram(z), self.pipe)
-        return self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.clamp(-1, 1)
+        return self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.float().clamp(-1, 1)
 
     @torch.no_grad()
     def decode_spectrogram(self, z: torch.Tensor) -> torch.Tensor:
@@ -322,7 +334,7 @@ class Model:
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         for p in prompts:
             self.check_prompt(p)
-        _check_steps(steps)
+        steps = check_steps(steps)
         if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 50:
             raise ValueError(f"guidance must be a number in [0, 50] (1 = no guidance, 5 = default), got {guidance!r}")
         if self.is_audio:
@@ -342,43 +354,153 @@ class Model:
     def _generate_sound(self, prompts, steps, guidance, seed, negative_prompt, single):
         """Sound models: seeded noise, DDIM with classifier-free guidance (conceptlab's own sampler, the same
         for toy-sounds and AudioLDM 2), then decode -> (waveform (T,) or (B, T), sample rate)."""
-        from .inversion import sample
-
         z = torch.randn((len(prompts), *self.latent_shape), generator=torch.Generator().manual_seed(seed))
         null = self.null() if negative_prompt is None else self.encode_text(negative_prompt)
-        z0 = sample(self, z.to(self.device, self.dtype), self.encode_text(prompts), steps, float(guidance), null=null)
+        z0 = self.sample(z.to(self.device, self.dtype), self.encode_text(prompts), steps, float(guidance), null=null)
         wave = self.decode(z0)
         return (wave[0] if single else wave), self.audio.sample_rate
 
+    @torch.no_grad()
+    def sample(self, z_T: torch.Tensor, cond: Condition, steps: int, guidance: float = 1.0,
+               null: Condition | None = None, report=None) -> torch.Tensor:
+        """Deterministic DDIM sampling from z_T (B, C, h, w) with classifier-free guidance
+        eps = eps_null + guidance (eps_c - eps_null) (guidance 1: the conditional prediction alone).
+        `report(i, t, z, eps, branches)` is called once per step (inversion.sample passes the hooks' one).
+        Returns the clean latent (B, C, h, w)."""
+        timesteps = self.timesteps(steps)
+        z = z_T
+        null = self.null() if null is None else null
+        pairs = ddim.alpha_pairs(self.alphas_cumprod, timesteps, self.scheduler.final_alpha_cumprod)
+        for i, ((abar_t, abar_s), t) in enumerate(zip(pairs, timesteps)):
+            if guidance == 1.0:
+                eps = self.eps(z, t, cond)
+                branches = {"cond": eps}
+            else:                                          # both branches in one batched forward
+                both = self.eps(torch.cat([z, z]), t, Condition.cat([null.repeat(len(z)) if len(null) == 1 else null,
+                                                                      cond.repeat(len(z)) if len(cond) == 1 else cond]))
+                e_null, e_c = both.chunk(2)
+                eps = e_null + guidance * (e_c - e_null)
+                branches = {"uncond": e_null, "cond": e_c}
+            if report is not None:
+                report(i, t, z, eps, branches)
+            z = ddim.ddim_step(z, eps, abar_t, abar_s)
+        return z
 
-def predict_x0(z: torch.Tensor, eps: torch.Tensor, abar) -> torch.Tensor:
-    """x0 = (z_t - sqrt(1 - abar_t) eps) / sqrt(abar_t): the "predicted x0" of DDIM (Song et al. 2021, eq. 12).
-    z, eps: (B, C, h, w); abar: alpha-bar at the latent's timestep (float or 0-d tensor)."""
-    abar = torch.as_tensor(abar, dtype=z.dtype, device=z.device)
-    return (z - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+DDIM_FOR_LATENTS = {"clip_sample": False, "set_alpha_to_one": False, "thresholding": False}
 
 
-def _check_steps(steps):
-    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
+def as_dtype(dtype) -> torch.dtype:
+    """torch.float32 / float16 / bfloat16, or their names ("float16", "fp16", "bf16", ...)."""
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in DTYPES:
+        return DTYPES[dtype.lower().removeprefix("torch.")]
+    raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16 (or their names: 'float32', "
+                     f"'float16', 'bfloat16'), got {dtype!r}")
 
 
-def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Model:
+def as_device(device) -> torch.device:
+    """"cpu", "cuda", "cuda:1", "mps" or a torch.device, checked against this machine."""
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', or a torch.device, got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {device!r}: use 'cpu', 'cuda' (or 'cuda:0', 'cuda:1', ...) or 'mps'") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked but CUDA is not available on this machine: use device='cpu'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} was asked but this machine has {torch.cuda.device_count()} CUDA "
+                             f"device(s): use 'cuda:0' .. 'cuda:{torch.cuda.device_count() - 1}'")
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} was asked but MPS is not available on this machine: use device='cpu'")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r} is not supported: use 'cpu', 'cuda' or 'mps'")
+    return dev
+
+
+def ddim_scheduler(scheduler):
+    """The checkpoint's scheduler as a DDIMScheduler with the checkpoint's own noise schedule (betas, number
+    of training steps, prediction type, timestep spacing, steps offset). Keys a non-DDIM config lacks are set
+    for latent diffusion, not taken from DDIM's defaults: clip_sample False (DDIM's default, True, would clip
+    latents to [-1, 1]), set_alpha_to_one False (SD's convention: the last step ends at abar_0), no
+    thresholding. A DDIMScheduler is kept as it is, except that latents are never clipped."""
+    from diffusers import DDIMScheduler
+
+    config = dict(scheduler.config)
+    if isinstance(scheduler, DDIMScheduler):
+        if config.get("clip_sample") or config.get("thresholding"):
+            return DDIMScheduler.from_config({**config, "clip_sample": False, "thresholding": False})
+        return scheduler
+    return DDIMScheduler.from_config({**config, **DDIM_FOR_LATENTS})
+
+
+def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: torch.dtype | str = torch.float32) -> Model:
     """Load a model by name: "toy-shapes" (embedded), a diffusers model id, or a local folder.
-    Returns the same `Model` face for every backbone."""
+    Returns the same `Model` face for every backbone.
+
+    device: "cpu", "cuda", "cuda:1", "mps". dtype: torch.float32 (default), torch.float16 or torch.bfloat16
+    (or their names). In half precision the text encoders and UNet run in that dtype; an SDXL VAE whose config
+    says `force_upcast` (SDXL's does: it overflows in float16) is kept in float32, as diffusers does."""
+    # 1. Check inputs
+    dev, dt = as_device(device), as_dtype(dtype)
+    # 2. Load the pipeline
     with quiet_loading():
-        from diffusers import DiffusionPipeline
+        from diffusers import DiffusionPipeline, StableDiffusionXLPipeline
 
         path, local = resolve(name, EMBEDDED_NAMES)
-        pipe = from_pretrained(DiffusionPipeline, path, local, dtype=dtype)
-    if type(pipe.scheduler).__name__ != "DDIMScheduler":
-        from diffusers import DDIMScheduler
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+        check_folder(path, local)
+        try:
+            pipe = from_pretrained(DiffusionPipeline, path, local, dtype=dt)
+        except ModelNotAvailableError:
+            raise
+        except Exception as error:
+            if not local:
+                raise
+            raise ValueError(f"{path} is a folder but diffusers could not load a pipeline from it "
+                             f"({type(error).__name__}: {error}). Pass the folder a pipeline was saved to with "
+                             f"`save_pretrained` or `hf download` (it holds model_index.json and one subfolder per "
+                             f"part); a CLIP model goes to conceptlab.load_clip.") from error
+    # 3. Step with DDIM on the checkpoint's own noise schedule
+    pipe.scheduler = ddim_scheduler(pipe.scheduler)
     pipe.set_progress_bar_config(disable=True)
+    # 4. Device and dtype (SDXL's VAE stays in float32 in half precision)
+    pipe = pipe.to(dev)
+    if dt != torch.float32 and isinstance(pipe, StableDiffusionXLPipeline) and pipe.vae.config.get("force_upcast", False):
+        pipe.vae.to(torch.float32)
+    # 5. The embedded models' own front ends
     recipe = Path(path, "TRAINING.json")              # written by conceptlab.toy.train
     toy = recipe.exists()
     front = None
     if toy and "audio" in (meta := json.loads(recipe.read_text())):      # toy-sounds: a spectrogram model
         from .audio import AudioFrontEnd
         front = AudioFrontEnd.for_toy(**meta["audio"])
-    return Model(pipe.to(device), str(name), toy=toy, audio=front)
+    return Model(pipe, str(name), toy=toy, audio=front)
+
+
+def check_folder(path: str, local: bool):
+    """A local path must be a folder holding a readable model_index.json (a saved diffusers pipeline)."""
+    if not local:
+        return
+    p = Path(path)
+    if not p.is_dir():
+        raise ValueError(f"{path} is a file, not a folder: conceptlab.load takes a pipeline folder (with "
+                         f"model_index.json), an embedded name such as 'toy-shapes', or a hub id")
+    index = p / "model_index.json"
+    if not index.exists():
+        hint = (" It holds a config.json: a single model (CLIP?) goes to conceptlab.load_clip."
+                if (p / "config.json").exists() else "")
+        raise ValueError(f"{path} has no model_index.json, so it is not a saved diffusers pipeline.{hint} Save one "
+                         f"with pipe.save_pretrained(folder) or download it with `hf download <id> --local-dir folder`.")
+    try:
+        meta = json.loads(index.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{index} is not valid JSON ({error}): the download may be incomplete; fetch it again") from None
+    cls = meta.get("_class_name") if isinstance(meta, dict) else None
+    supported = ("StableDiffusionPipeline", "StableDiffusionXLPipeline", "AudioLDM2Pipeline")
+    if cls not in supported:
+        raise ValueError(f"{index} names the pipeline class {cls!r}; conceptlab supports {', '.join(supported)}")

@@ -22,15 +22,16 @@ import math
 import torch
 
 from . import hooks
-from .inversion import Inversion, alpha_pairs, check_inversion, ddim_step, invert, one_each
-from .models import Condition, Model, _check_steps
+from .ddim import check_steps, ddim_step
+from .inversion import Inversion, alpha_pairs, check_inversion, invert, one_each
+from .models import Condition, Model
 
 
 def weights(omega: float, gamma: float, steps: int, clamp: bool = True) -> torch.Tensor:
     """w_i = omega (1 - i/(N-1))^gamma for i = 0..N-1: (N,). gamma = 0 is constant (0^0 = 1).
     clamp=True clips at 0 as the authors' code does (any omega < 0 then acts as omega = 0)."""
     check_scale(omega, gamma)
-    _check_steps(steps)
+    steps = check_steps(steps)
     frac = 1 - torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
     w = omega * frac.pow(gamma)                         # torch: 0 ** 0 = 1
     return (w.clamp(min=0) if clamp else w).float()

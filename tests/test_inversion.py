@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conceptlab import inversion
+from conceptlab import ddim, inversion
 from conceptlab.worlds import shapes
 
 
@@ -29,8 +29,8 @@ def test_our_sampler_matches_the_diffusers_pipeline(tiny):
 
 def test_ddim_step_inverts_itself():
     z, eps = torch.randn(1, 4, 2, 2), torch.randn(1, 4, 2, 2)
-    there = inversion.ddim_step(z, eps, 0.9, 0.3)
-    assert torch.allclose(inversion.ddim_step(there, eps, 0.3, 0.9), z, atol=1e-5)
+    there = ddim.ddim_step(z, eps, 0.9, 0.3)
+    assert torch.allclose(ddim.ddim_step(there, eps, 0.3, 0.9), z, atol=1e-5)
 
 
 def test_renoise_inversion_reconstructs_at_least_as_well_as_ddim(toy):
