@@ -158,3 +158,36 @@ def audioldm2(vocab_dir: Path | None = None):
     return AudioLDM2Pipeline(vae=vae, text_encoder=clap, text_encoder_2=t5_encoder, projection_model=projection,
                              language_model=gpt, tokenizer=roberta, tokenizer_2=t5,
                              feature_extractor=ClapFeatureExtractor(), unet=unet, scheduler=_scheduler(), vocoder=vocoder)
+
+
+class VPredictionTwin(UNet2DConditionModel):
+    """An epsilon-prediction UNet re-expressed as a v-prediction one, exactly: it returns
+    v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0_hat(z_t, eps). The pair (eps UNet, its v twin) tests that
+    conceptlab treats a v-prediction checkpoint as the model it is: every result must match the eps twin's."""
+
+    def forward(self, sample, timestep, *args, **kwargs):
+        from ..ddim import predict_x0, v_target
+
+        out = super().forward(sample, timestep, *args, **kwargs)
+        eps = out.sample if hasattr(out, "sample") else out[0]
+        abar = self.twin_alphas[torch.as_tensor(timestep).long().flatten().cpu()].to(sample.device, sample.dtype)
+        abar = abar.view(-1, 1, 1, 1) if abar.numel() > 1 else abar[0]
+        v = v_target(predict_x0(sample, eps, abar), eps, abar)
+        if hasattr(out, "sample"):
+            out.sample = v
+            return out
+        return (v,)
+
+
+def v_twin(pipe):
+    """The v-prediction twin of an epsilon-prediction pipeline: the same weights, a VPredictionTwin UNet and a
+    scheduler whose prediction_type is "v_prediction". The input pipeline is not modified."""
+    import copy
+
+    twin = VPredictionTwin.from_config(pipe.unet.config)
+    twin.load_state_dict(pipe.unet.state_dict())
+    twin.twin_alphas = pipe.scheduler.alphas_cumprod.clone()
+    scheduler = DDIMScheduler.from_config({**pipe.scheduler.config, "prediction_type": "v_prediction"})
+    parts = {k: (copy.deepcopy(v) if isinstance(v, torch.nn.Module) else v) for k, v in pipe.components.items()}
+    extra = {"requires_safety_checker": False} if "safety_checker" in parts else {}
+    return type(pipe)(**{**parts, "unet": twin.eval(), "scheduler": scheduler}, **extra)
