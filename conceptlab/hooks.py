@@ -17,6 +17,7 @@ batched), so `step` 0 is the first call; `rec.timesteps[step]` gives its timeste
 """
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -200,12 +201,17 @@ def resize_queries(a: torch.Tensor, grid: tuple[int, int], size: tuple[int, int]
 class RecordingProcessor:
     """Computes attention like diffusers' AttnProcessor2_0, but with the probabilities in hand:
     probs = softmax(Q K^T * scale) (Vaswani et al. eq. 1), shape (B, heads, Q, K), passed to every
-    listener, which may record them or return edited ones, before out = probs V."""
+    listener, which may record them or return edited ones, before out = probs V. `gates`: one callable per
+    hook, true when its hook wants this UNet call; when none does (a step filter that skips the step), the
+    layer runs its original processor (SDPA), so unrecorded steps cost what a plain generation does."""
 
-    def __init__(self, name: str, kind: str, original, listeners: list):
+    def __init__(self, name: str, kind: str, original, listeners: list, gates: list | None = None):
         self.name, self.kind, self.original, self.listeners = name, kind, original, listeners
+        self.gates = gates or []
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+        if self.gates and not any(gate() for gate in self.gates):
+            return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
         residual = hidden_states
         if attn.spatial_norm is not None:
             hidden_states = attn.spatial_norm(hidden_states, temb)
@@ -304,9 +310,10 @@ class AttentionHook:
             name = key[: -len(".processor")]
             if name in self.kinds:
                 check_processor(name, proc)
-                listeners = (proc.listeners if isinstance(proc, RecordingProcessor) else []) + [self._listen]
-                base = proc.original if isinstance(proc, RecordingProcessor) else proc
-                new[key] = RecordingProcessor(name, self.kinds[name], base, listeners)
+                nested = isinstance(proc, RecordingProcessor)
+                listeners = (proc.listeners if nested else []) + [self._listen]
+                gates = (proc.gates if nested else []) + [self._active]
+                new[key] = RecordingProcessor(name, self.kinds[name], proc.original if nested else proc, listeners, gates)
             else:
                 new[key] = proc
         self._saved, self.step = saved, -1
@@ -337,6 +344,8 @@ class AttentionRecorder(AttentionHook):
           classifier-free guidance, where diffusers batches [unconditional, conditional]).
     resolution: resize every map's query grid (and, for self-attention, its key grid) to this side or
           (h, w): all layers then share one grid and memory is fixed per entry.
+    max_resolution: shrink (area average) only the grids whose side exceeds this, by a power of two, keeping
+          the others: on SD 2.1 at 512 px, 32 turns its 64x64 layers into 32x32 and keeps 32, 16 and 8.
     running_mean: keep one running average per (layer, kind) instead of one entry per step.
     dtype: storage dtype (float16 halves memory).
     Everything (heads="all", no resizing, no running mean) is kept only when asked for.
@@ -344,8 +353,15 @@ class AttentionRecorder(AttentionHook):
 
     def __init__(self, model, layers: LayerFilter = None, kind: str = "both", steps: StepFilter = None,
                  heads: str = "mean", half: str | None = None, resolution: Size | None = None,
-                 running_mean: bool = False, dtype: torch.dtype = torch.float32, prompt: str | None = None):
+                 running_mean: bool = False, dtype: torch.dtype = torch.float32, prompt: str | None = None,
+                 max_resolution: int | None = None):
         super().__init__(model, layers, kind, steps)
+        if max_resolution is not None and (isinstance(max_resolution, bool) or not isinstance(max_resolution, int)
+                                           or max_resolution < 1):
+            raise ValueError(f"max_resolution must be a positive integer (a grid side), got {max_resolution!r}")
+        if max_resolution is not None and resolution is not None:
+            raise ValueError("give resolution (every layer to one grid) or max_resolution (a cap), not both")
+        self.max_resolution = max_resolution
         if heads not in ("mean", "all"):
             raise ValueError(f"heads must be 'mean' or 'all', got {heads!r}")
         if half not in (None, "cond"):
@@ -364,8 +380,11 @@ class AttentionRecorder(AttentionHook):
             a = a[a.shape[0] // 2:]
         a = a.mean(1) if self.heads == "mean" else a
         grid = self.grid(a.shape[-2])
-        if self.resolution:
-            size = _hw(self.resolution)
+        size = _hw(self.resolution) if self.resolution else None
+        if self.max_resolution and max(grid) > self.max_resolution:
+            f = 2 ** math.ceil(math.log2(max(grid) / self.max_resolution))
+            size = (max(1, grid[0] // f), max(1, grid[1] // f))
+        if size:
             a = resize_queries(a, grid, size)                                  # (..., H*W, K)
             if kind == "self":                                                  # keys are pixels too
                 a = resize_queries(a.transpose(-1, -2), grid, size).transpose(-1, -2)

@@ -137,7 +137,7 @@ class Model:
     """The face over one diffusers pipeline (SD 1.x/2.x, SDXL, AudioLDM 2, or toy-sounds' spectrogram SD).
     Build it with `conceptlab.load`. `audio` is None for image models; for sound models it is an AudioFrontEnd."""
 
-    def __init__(self, pipe, name: str, toy: bool = False, audio=None):
+    def __init__(self, pipe, name: str, toy: bool = False, audio=None, random_weights: bool = False):
         from diffusers import AudioLDM2Pipeline, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
         if isinstance(pipe, StableDiffusionXLPipeline):
@@ -160,6 +160,7 @@ class Model:
             from .audio import AudioFrontEnd
             audio = AudioFrontEnd.for_audioldm2(pipe)
         self.pipe, self.name, self.toy, self.audio = pipe, name, toy, audio    # toy: embedded, closed vocabulary
+        self.random_weights = random_weights             # a random-weight pipeline of a real shape (tests, CI)
         for part in pipe.components.values():            # a pipeline built in code is in train mode: no dropout here
             if isinstance(part, torch.nn.Module):
                 part.eval()
@@ -189,6 +190,12 @@ class Model:
         h, w = self.image_size
         f = self.pipe.vae_scale_factor
         return (self.unet.config.in_channels, h // f, w // f)
+
+    @property
+    def tier(self) -> str:
+        """"toy" (an embedded model: the world's ground truth applies), "random" (a random-weight pipeline of a
+        real architecture: plumbing only, nothing to assert) or "real" (a trained checkpoint)."""
+        return "toy" if self.toy else ("random" if self.random_weights else "real")
 
     @property
     def is_audio(self) -> bool:
@@ -479,7 +486,9 @@ def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: to
     if toy and "audio" in (meta := json.loads(recipe.read_text())):      # toy-sounds: a spectrogram model
         from .audio import AudioFrontEnd
         front = AudioFrontEnd.for_toy(**meta["audio"])
-    return Model(pipe, str(name), toy=toy, audio=front)
+    random_weights = Path(path, "CONCEPTLAB.json").exists() and \
+        json.loads(Path(path, "CONCEPTLAB.json").read_text()).get("random_weights", False)
+    return Model(pipe, str(name), toy=toy, audio=front, random_weights=random_weights)
 
 
 def check_folder(path: str, local: bool):

@@ -191,3 +191,136 @@ def v_twin(pipe):
     parts = {k: (copy.deepcopy(v) if isinstance(v, torch.nn.Module) else v) for k, v in pipe.components.items()}
     extra = {"requires_safety_checker": False} if "safety_checker" in parts else {}
     return type(pipe)(**{**parts, "unet": twin.eval(), "scheduler": scheduler}, **extra)
+
+
+# ------------------------------------------------------------------ the real shapes, saved like a checkpoint
+RANDOM_MARK = "CONCEPTLAB.json"       # in a saved folder: these weights are random (plumbing only)
+ENGLISH = ("a an the of on in at with and or to from by for is are this that photo picture image painting drawing "
+           "close up view front back left right top bottom big small large little red orange yellow green blue purple "
+           "pink brown black white grey gray dark bright old new one two three many some man woman person people child "
+           "dog cat horse bird cow sheep elephant bear zebra giraffe car bus truck train boat ship airplane bicycle "
+           "motorcycle clock umbrella chair sofa couch bed table bench vase cup bottle bowl banana apple orange pizza "
+           "cake flower flowers tree trees forest grass sand sky sea water river mountain city street road house "
+           "church building statue liberty van gogh fruit fruits field room beach snow night day sun light background "
+           "scene object circle square triangle shape siren drum beep rain dog barking bark sound sounds music").split()
+SYMBOLS = list("0123456789") + ["-", "'", "!", "?", ":", ";", "(", ")", "/", "&"]
+
+
+def english_tokenizer(out: Path, max_length: int = 77):
+    """A CLIPTokenizer read from vocab.json + merges.txt written to `out`, as a downloaded checkpoint has them:
+    BPE merges learned on a small English word list (conceptlab.toy.vocab.build), over every lowercase letter,
+    digit and common sign, so any ordinary English prompt tokenizes (unlisted words as several pieces)."""
+    from transformers import CLIPTokenizer
+
+    out = Path(out)
+    vocab.build(out, sorted(set(ENGLISH) | set(vocab.WORDS) | set(SYMBOLS)))
+    return CLIPTokenizer(str(out / "vocab.json"), str(out / "merges.txt"), bos_token=vocab.BOS, eos_token=vocab.EOS,
+                         unk_token=vocab.EOS, pad_token=vocab.EOS, model_max_length=max_length)
+
+
+def _real_text_config(tok, **kw) -> CLIPTextConfig:
+    return CLIPTextConfig(vocab_size=len(tok), hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_hidden_layers=1,
+                          num_attention_heads=2, max_position_embeddings=tok.model_max_length, projection_dim=WIDTH,
+                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **kw)
+
+
+def _real_vae(sample_size: int) -> AutoencoderKL:
+    """SD's VAE layout (four levels: 8x down, 4 latent channels, scaling 0.18215), narrow, and without the
+    self-attention of its middle block (at 128x128 for 1024 px it alone doubles a decode on a CPU; conceptlab
+    hooks the UNet, never the VAE)."""
+    return AutoencoderKL(block_out_channels=(4, 4, 8, 8), in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                         norm_num_groups=4, sample_size=sample_size, layers_per_block=1, mid_block_add_attention=False)
+
+
+def sd21_base(tok, prediction_type: str = "epsilon", size: int = 512) -> StableDiffusionPipeline:
+    """SD 2.1-base's shapes at its native 512 px (64x64 latents; self-attention at 64, 32, 16 and the 8x8 middle),
+    narrow and random. prediction_type "v_prediction" gives an SD 2.1 (768-v)-like scheduler."""
+    torch.manual_seed(0)
+    sched = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                          set_alpha_to_one=False, steps_offset=1, prediction_type=prediction_type)
+    return StableDiffusionPipeline(vae=_real_vae(size), text_encoder=CLIPTextModel(_real_text_config(tok)), tokenizer=tok,
+                                   unet=sd2_unet(size // 8), scheduler=sched, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+
+
+def sdxl_base(tok, size: int = 1024) -> StableDiffusionXLPipeline:
+    """SDXL's shapes at its native 1024 px: 128x128 latents, no attention at the first level, attention at 64x64 and
+    32x32, two text encoders (the second with projection), "text_time" conditions; narrow and random. Its
+    scheduler is Euler, as SDXL ships (conceptlab.load turns it into DDIM)."""
+    from diffusers import EulerDiscreteScheduler
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=size // 8, in_channels=4, out_channels=4, block_out_channels=(32, 32, 64), layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=2 * WIDTH, attention_head_dim=(1, 2, 4), norm_num_groups=16, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=8, transformer_layers_per_block=(1, 1, 2),
+        projection_class_embeddings_input_dim=6 * 8 + WIDTH)
+    sched = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+                                   timestep_spacing="leading")
+    return StableDiffusionXLPipeline(vae=_real_vae(size), text_encoder=CLIPTextModel(_real_text_config(tok)),
+                                     text_encoder_2=CLIPTextModelWithProjection(_real_text_config(tok)),
+                                     tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=sched)
+
+
+def clip(tok):
+    """A random CLIPModel (ViT-B/32's layout, narrow) with its processor, for CLIP scores on real-shape tiers."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    torch.manual_seed(0)
+    config = CLIPConfig(text_config=_real_text_config(tok).to_dict(), projection_dim=WIDTH,
+                        vision_config=dict(hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_hidden_layers=1,
+                                           num_attention_heads=2, image_size=64, patch_size=16))
+    processor = CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
+    return CLIPModel(config), processor
+
+
+def owlv2(tok, vocab_dir: Path):
+    """A random Owlv2ForObjectDetection (OWLv2's layout, narrow, 64 px input) with its processor."""
+    from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor
+    try:
+        from transformers import Owlv2ImageProcessorPil as ImageProcessor
+    except ImportError:
+        from transformers import Owlv2ImageProcessor as ImageProcessor
+
+    torch.manual_seed(0)
+    text = _real_text_config(tok).to_dict()
+    text["max_position_embeddings"] = 16
+    config = Owlv2Config(text_config=text, projection_dim=WIDTH,
+                         vision_config=dict(hidden_size=WIDTH, intermediate_size=2 * WIDTH, num_hidden_layers=1,
+                                            num_attention_heads=2, image_size=64, patch_size=16))
+    small = english_tokenizer(vocab_dir, max_length=16)              # OWL's text queries are at most 16 tokens
+    return Owlv2ForObjectDetection(config), Owlv2Processor(image_processor=ImageProcessor(size={"height": 64, "width": 64}),
+                                                           tokenizer=small)
+
+
+REAL_SHAPES = {"sd21": "SD 2.1-base shaped, 512 px", "sd21-v": "SD 2.x v-prediction shaped, 512 px",
+               "sdxl": "SDXL shaped, 1024 px", "audioldm2": "AudioLDM 2 shaped", "clip": "CLIP shaped",
+               "owlv2": "OWLv2 shaped"}
+
+
+def save_real_shapes(out: Path, which=tuple(REAL_SHAPES)) -> dict[str, str]:
+    """Write random-weight pipelines of the real architectures to `out/<name>` with save_pretrained, tokenizers
+    from vocabulary files, and a CONCEPTLAB.json that marks their weights random: load them with
+    conceptlab.load(folder). -> {name: folder}. Existing folders are reused."""
+    import json
+
+    from ..models import quiet_loading
+
+    out = Path(out)
+    tok = english_tokenizer(out / "_vocab")
+    folders = {}
+    for name in which:
+        folder = out / name
+        if not (folder / RANDOM_MARK).exists():
+            parts = {"sd21": lambda: sd21_base(tok), "sd21-v": lambda: sd21_base(tok, "v_prediction"),
+                     "sdxl": lambda: sdxl_base(tok), "audioldm2": lambda: audioldm2(out / "_vocab_audio"),
+                     "clip": lambda: (*clip(tok), tok), "owlv2": lambda: owlv2(tok, out / "_vocab_owl")}[name]()
+            with quiet_loading():
+                for part in parts if isinstance(parts, tuple) else (parts,):
+                    part.save_pretrained(folder)
+            (folder / RANDOM_MARK).write_text(json.dumps({"random_weights": True, "shape": REAL_SHAPES[name]}))
+        folders[name] = str(folder)
+    return folders
