@@ -37,6 +37,11 @@ def weights(omega: float, gamma: float, steps: int, clamp: bool = True) -> torch
     return (w.clamp(min=0) if clamp else w).float()
 
 
+def default_t_exit(steps: int) -> int:
+    """The authors' early exit, 15 of 50 steps, in proportion: round(0.3 N)."""
+    return round(0.3 * steps)
+
+
 def check_scale(omega: float, gamma: float, t_exit: int | None = None, steps: int | None = None):
     """Door checks of the scaling parameters, with what to do."""
     if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not math.isfinite(omega):
@@ -51,12 +56,13 @@ def check_scale(omega: float, gamma: float, t_exit: int | None = None, steps: in
 
 @torch.no_grad()
 def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str | list[str], omegas: list[float],
-                  gamma: float = 3.0, t_exit: int = 15, forward_prompt: str | list[str] = "", clamp: bool = True,
+                  gamma: float = 3.0, t_exit: int | None = None, forward_prompt: str | list[str] = "", clamp: bool = True,
                   regularize: bool = True) -> torch.Tensor:
     """Sample from the inversion's z_T once per omega, all omegas batched. Returns clean latents (K, C, h, w).
     A list of S inversions (same step count), with one concept (and forward prompt) for all or one each,
     puts every (inversion, omega) pair in the same batch: (S*K, C, h, w), inversion-major.
-    regularize=False turns the memory-bank regularization off (t_exit is then ignored)."""
+    regularize=False turns the memory-bank regularization off (t_exit is then ignored). t_exit=None: the authors'
+    15 of 50 steps, in proportion to the step count (round(0.3 N))."""
     if not isinstance(omegas, (list, tuple)) or not omegas:
         raise ValueError(f"omegas must be a non-empty list of numbers, got {omegas!r}")
     invs = list(inv) if isinstance(inv, (list, tuple)) else [inv]
@@ -69,6 +75,7 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
     steps = invs[0].steps
     for one in invs:
         check_inversion(model, one, steps)
+    t_exit = default_t_exit(steps) if t_exit is None else t_exit
     for omega in omegas:
         check_scale(omega, gamma, t_exit if regularize else None, steps)
     k, n = len(omegas), len(invs)
@@ -105,7 +112,7 @@ def _inversion_of(model: Model, x_or_inversion, concept: str, steps: int, method
 
 
 def scale_concept(model: Model, x_or_inversion, concept: str, omega: float = 5.0, gamma: float = 3.0,
-                  t_exit: int = 15, steps: int = 50, forward_prompt: str = "", clamp: bool = True,
+                  t_exit: int | None = None, steps: int = 50, forward_prompt: str = "", clamp: bool = True,
                   regularize: bool = True, method: str = "ddim") -> torch.Tensor:
     """Scale `concept` in an input (PIL, uint8 array, tensor in [-1, 1]) or in an existing Inversion.
     The input is inverted with the concept prompt itself (unguided), as in the paper. omega > 1 enhances,
@@ -117,7 +124,7 @@ def scale_concept(model: Model, x_or_inversion, concept: str, omega: float = 5.0
 
 
 def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[float], gamma: float = 3.0,
-          t_exit: int = 15, steps: int = 50, forward_prompt: str | list[str] = "", clamp: bool = True,
+          t_exit: int | None = None, steps: int = 50, forward_prompt: str | list[str] = "", clamp: bool = True,
           regularize: bool = True, method: str = "ddim"):
     """One inversion, every omega sampled in one batch: images (K, 3, H, W) in [-1, 1], in the order given.
     A list of inputs (images or Inversions) with one concept for all or one each: all inputs and omegas

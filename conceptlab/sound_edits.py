@@ -86,7 +86,7 @@ def highlight_rows(mix: sounds.Mixture, kind: str, omegas: list[float], waves) -
 
 
 def highlight(model: Model, mix: sounds.Mixture, kind: str, omegas: list[float], steps: int = 50,
-              gamma: float = 3.0, t_exit: int = 15, method: str = "ddim", contrast: bool = False,
+              gamma: float = 3.0, t_exit: int | None = None, method: str = "ddim", contrast: bool = False,
               inv: inversion.Inversion | None = None) -> list[dict]:
     """Scale one source up: one inversion, every omega in one batch (the paper's defaults: gamma 3, noise
     regularization until step 15). Returns one row per omega with the target's share of the five bands'

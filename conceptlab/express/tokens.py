@@ -214,7 +214,7 @@ class TokenTable:
             self.weight[~self.trainable] = self.frozen[~self.trainable]
 
 
-def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 100, g: int = 5,
+def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | None = None, g: int = 5,
                  lr: float = 5e-4, weight_decay: float = 1e-2, tau: float = 0.07, alpha: float = 1e-3,
                  beta: float = 1e-5, split_merge: bool = True, align: bool = True, joint: bool = True,
                  template: str | None = None, schedule: str = "sampled", seed: int = 0,
@@ -231,11 +231,16 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int = 10
     record_gradients: also record, per step, the norm of each loss term's gradient on the rows being learned
     (curves "grad_masked", "grad_contrastive", "grad_emd"): which term drives the tokens. It costs a backward
     pass per term and leaves the result unchanged.
+    split_steps=None: the paper's 100 of 500 steps, in proportion (round(0.2 steps), at least 1).
     Deterministic for a seed on the CPU. The model passed in is not modified."""
     from tqdm.auto import tqdm
 
     if model.kind != "sd":
-        raise ValueError(f"learn_tokens supports SD 1.x/2.x-family models (one text encoder); {model.name} is {model.kind}")
+        raise ValueError(f"learn_tokens supports SD 1.x/2.x-family models (one text encoder); {model.name} is "
+                         f"{model.kind}, whose two text encoders it does not learn: use an SD 1.x/2.x checkpoint "
+                         f"(the paper's is stabilityai/stable-diffusion-2-1-base)")
+    if split_steps is None and isinstance(steps, int) and not isinstance(steps, bool):
+        split_steps = max(1, round(0.2 * steps))
     for name, v in dict(steps=steps, g=g).items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")

@@ -70,7 +70,7 @@ def sdxl() -> StableDiffusionXLPipeline:
                                      tokenizer=tok, tokenizer_2=tok, unet=unet, scheduler=_scheduler())
 
 
-def audioldm2_unet():
+def audioldm2_unet(sample_size: int = 8, channels: int = 4):
     """AudioLDM 2's UNet (diffusers' AudioLDM2UNet2DConditionModel), shrunk: every transformer block attends
     to two encoder sequences (the GPT-2 generated one and the T5 one), each with its own attn2 layer.
     Called as unet(z, t, encoder_hidden_states=a, encoder_hidden_states_1=b)."""
@@ -78,8 +78,9 @@ def audioldm2_unet():
 
     torch.manual_seed(0)
     return AudioLDM2UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        sample_size=sample_size, in_channels=channels, out_channels=channels, block_out_channels=(32, 64),
+        layers_per_block=1, down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=([None, 16, 32], [None, 16, 32]), attention_head_dim=(2, 4), norm_num_groups=16)
 
 
@@ -117,7 +118,7 @@ def file_tokenizers(out: Path):
     return roberta, t5
 
 
-def audioldm2(vocab_dir: Path | None = None):
+def audioldm2(vocab_dir: Path | None = None, native: bool = False):
     """A tiny random AudioLDM2Pipeline: CLAP text branch, T5 encoder, projection, GPT-2 that generates 8
     conditioning vectors, the two-stream UNet above, a 1-channel mel VAE and a HiFi-GAN vocoder with AudioLDM 2's
     framing. Tokenizers are word-level over the toy vocabulary built in code, or, with vocab_dir, read from
@@ -146,10 +147,16 @@ def audioldm2(vocab_dir: Path | None = None):
     gpt = GPT2LMHeadModel(GPT2Config(n_embd=16, n_head=2, n_layer=1, vocab_size=8, n_positions=64, max_new_tokens=8,
                                      bos_token_id=0, eos_token_id=0))
     projection = AudioLDM2ProjectionModel(text_encoder_dim=16, text_encoder_1_dim=32, langauge_model_dim=16)
-    unet = audioldm2_unet()
-    vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=1, out_channels=1, latent_channels=4,
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        norm_num_groups=16)
+    if native:          # AudioLDM 2's own sizes: 10.24 s, 1024 frames, a 4x VAE to 8-channel 256 x 16 latents
+        unet = audioldm2_unet(sample_size=256, channels=8)
+        vae = AutoencoderKL(block_out_channels=(8, 8, 16), in_channels=1, out_channels=1, latent_channels=8,
+                            down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                            norm_num_groups=8, layers_per_block=1, mid_block_add_attention=False)
+    else:
+        unet = audioldm2_unet()
+        vae = AutoencoderKL(block_out_channels=(16, 32), in_channels=1, out_channels=1, latent_channels=4,
+                            down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            norm_num_groups=16)
     # AudioLDM 2's framing: 64 mel bands, 160 samples per frame (8 x 5 x 4), at 16 kHz
     vocoder = SpeechT5HifiGan(SpeechT5HifiGanConfig(model_in_dim=64, sampling_rate=16000, upsample_initial_channel=16,
                                                     upsample_rates=[8, 5, 4], upsample_kernel_sizes=[16, 10, 8],
@@ -297,7 +304,7 @@ def owlv2(tok, vocab_dir: Path):
 
 
 REAL_SHAPES = {"sd21": "SD 2.1-base shaped, 512 px", "sd21-v": "SD 2.x v-prediction shaped, 512 px",
-               "sdxl": "SDXL shaped, 1024 px", "audioldm2": "AudioLDM 2 shaped", "clip": "CLIP shaped",
+               "sdxl": "SDXL shaped, 1024 px", "audioldm2": "AudioLDM 2 shaped, 10.24 s", "clip": "CLIP shaped",
                "owlv2": "OWLv2 shaped"}
 
 
@@ -316,7 +323,7 @@ def save_real_shapes(out: Path, which=tuple(REAL_SHAPES)) -> dict[str, str]:
         folder = out / name
         if not (folder / RANDOM_MARK).exists():
             parts = {"sd21": lambda: sd21_base(tok), "sd21-v": lambda: sd21_base(tok, "v_prediction"),
-                     "sdxl": lambda: sdxl_base(tok), "audioldm2": lambda: audioldm2(out / "_vocab_audio"),
+                     "sdxl": lambda: sdxl_base(tok), "audioldm2": lambda: audioldm2(out / "_vocab_audio", native=True),
                      "clip": lambda: (*clip(tok), tok), "owlv2": lambda: owlv2(tok, out / "_vocab_owl")}[name]()
             with quiet_loading():
                 for part in parts if isinstance(parts, tuple) else (parts,):
