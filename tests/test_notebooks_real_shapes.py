@@ -16,11 +16,11 @@ NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 
 # Per notebook: the parameters that make it quick on a CPU (steps and counts lowered), beyond MODEL/CLIP/DETECTOR.
 PARAMS = {
-    "00": dict(STEPS=2, INVERT_STEPS=2, PROMPTS=1, SCENES=2),
+    "00": dict(STEPS=2, INVERT_STEPS=2, PROMPTS=1, SCENES=1),
     "01": dict(STEPS=2, CHECK_SCENES=1, CHECK_STEPS=2),
-    "02": dict(STEPS=2, SCENES=2),
-    "03": dict(STEPS=2, SCENES=2),
-    "04": dict(STEPS=2, INPUTS=2),
+    "02": dict(STEPS=2, SCENES=1),
+    "03": dict(STEPS=2, SCENES=1),
+    "04": dict(STEPS=2, INPUTS=1),
     "05": dict(STEPS=2, WEAK=1),
     "06": dict(STEPS=2, WEAK=2, REFERENCE=2),
     "07": dict(SCENES=1, EXPLORE=[4]),
