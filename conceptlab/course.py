@@ -182,8 +182,8 @@ def presence(model, image, label: str, detector=None) -> float:
 
 
 def is_present(model, image, label: str, detector=None) -> bool:
-    threshold = oracle.THRESHOLD if (model.tier == "toy" and detector is None) else detector.threshold
-    return presence(model, image, label, detector) >= threshold
+    score = presence(model, image, label, detector)           # refuses a real model without a detector
+    return score >= (oracle.THRESHOLD if detector is None else detector.threshold)
 
 
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}

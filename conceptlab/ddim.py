@@ -33,6 +33,17 @@ def eps_from_v(z: torch.Tensor, v: torch.Tensor, abar) -> torch.Tensor:
     return abar.sqrt() * v + (1 - abar).sqrt() * z
 
 
+def as_eps(output: torch.Tensor, z: torch.Tensor, t, alphas_cumprod: torch.Tensor, prediction_type: str) -> torch.Tensor:
+    """A UNet's output at z_t as the noise it stands for: itself for "epsilon", eps_from_v for "v_prediction".
+    t: a timestep (int or 0-d) or one per latent (B,)."""
+    if prediction_type == "epsilon":
+        return output
+    if prediction_type != "v_prediction":
+        raise ValueError(f"unknown prediction_type {prediction_type!r}; expected one of {PREDICTION_TYPES}")
+    abar = alphas_cumprod[torch.as_tensor(t).long().flatten().cpu()].to(z.device)
+    return eps_from_v(z, output, abar.view(-1, 1, 1, 1) if abar.numel() > 1 else abar[0])
+
+
 def v_target(x0: torch.Tensor, eps: torch.Tensor, abar) -> torch.Tensor:
     """v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0: the training target of a v-prediction model."""
     abar = _abar(abar, x0)

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .ddim import eps_from_v, predict_x0
+from .ddim import as_eps, predict_x0
 
 LayerFilter = str | list[str] | tuple[str, ...] | Callable[[str], bool] | None
 StepFilter = range | list[int] | tuple[int, ...] | Callable[[int], bool] | None
@@ -533,8 +533,8 @@ class TrajectoryRecorder:
         z = kwargs.get("sample", args[0] if args else None)
         t = kwargs.get("timestep", args[1] if len(args) > 1 else None)
         eps = (output.sample if hasattr(output, "sample") else output[0]).detach()
-        if self.pipe.scheduler.config.get("prediction_type", "epsilon") == "v_prediction":   # as eps, exactly
-            eps = eps_from_v(z.detach(), eps, self.pipe.scheduler.alphas_cumprod[int(torch.as_tensor(t).flatten()[0])])
+        sched = self.pipe.scheduler                      # a v-prediction pipeline's output, as the noise it stands for
+        eps = as_eps(eps, z.detach(), t, sched.alphas_cumprod, sched.config.get("prediction_type", "epsilon"))
         # the pipeline's own guidance (SD, SDXL expose it while they run); pipelines that keep it in a local
         # variable (AudioLDM 2) need `guidance=` given to the recorder
         w = self.guidance if self.guidance is not None else (

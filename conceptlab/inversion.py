@@ -18,7 +18,6 @@ import torch
 
 from . import hooks
 from .ddim import check_steps, ddim_step
-from .ddim import alpha_pairs as ddim_alpha_pairs
 from .models import Condition, Model
 
 METHODS = ("ddim", "renoise")
@@ -59,9 +58,8 @@ class Inversion:
 
 
 def alpha_pairs(model: Model, timesteps: torch.Tensor) -> list[tuple[float, float]]:
-    """For each sampling step i, (abar at t_i, abar at the next cleaner timestep); the cleanest step goes to
-    the scheduler's final alpha (abar_0 here, as SD's set_alpha_to_one=False)."""
-    return ddim_alpha_pairs(model.alphas_cumprod, timesteps, model.scheduler.final_alpha_cumprod)
+    """`model.alpha_pairs(timesteps)`: per sampling step, (abar at t_i, abar at the next cleaner timestep)."""
+    return model.alpha_pairs(timesteps)
 
 
 @torch.no_grad()

@@ -211,6 +211,11 @@ class Model:
         """(1000,) cumulative products of (1 - beta): alpha-bar_t of DDPM."""
         return self.scheduler.alphas_cumprod
 
+    def alpha_pairs(self, timesteps: torch.Tensor) -> list[tuple[float, float]]:
+        """For each sampling step i, (abar at t_i, abar at the next cleaner timestep); the cleanest step goes to
+        the scheduler's final alpha (abar_0 here, as SD's set_alpha_to_one=False)."""
+        return ddim.alpha_pairs(self.alphas_cumprod, timesteps, self.scheduler.final_alpha_cumprod)
+
     def timesteps(self, steps: int) -> torch.Tensor:
         """The DDIM timesteps of an N-step run, noisiest first: (N,) long."""
         self.scheduler.set_timesteps(check_steps(steps))
@@ -290,10 +295,7 @@ class Model:
             added = {"text_embeds": cond.pooled, "time_ids": cond.time_ids} if self.kind == "sdxl" else None
             out = self.unet(z, t, encoder_hidden_states=cond.hidden, added_cond_kwargs=added,
                             cross_attention_kwargs=cross_attention_kwargs).sample
-        if self.prediction_type == "v_prediction":          # the noise this v stands for, exactly
-            abar = self.alphas_cumprod.to(z.device)[t.long().flatten().cpu()]
-            out = ddim.eps_from_v(z, out, abar.view(-1, 1, 1, 1) if abar.numel() > 1 else abar[0])
-        return out
+        return ddim.as_eps(out, z, t, self.alphas_cumprod, self.prediction_type)   # v: the noise it stands for
 
     def predict_x0(self, z: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
         """The predicted clean latent at timestep t (see `predict_x0`)."""
@@ -377,8 +379,7 @@ class Model:
         timesteps = self.timesteps(steps)
         z = z_T
         null = self.null() if null is None else null
-        pairs = ddim.alpha_pairs(self.alphas_cumprod, timesteps, self.scheduler.final_alpha_cumprod)
-        for i, ((abar_t, abar_s), t) in enumerate(zip(pairs, timesteps)):
+        for i, ((abar_t, abar_s), t) in enumerate(zip(self.alpha_pairs(timesteps), timesteps)):
             if guidance == 1.0:
                 eps = self.eps(z, t, cond)
                 branches = {"cond": eps}
