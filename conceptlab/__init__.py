@@ -8,7 +8,8 @@
 from .clip import Clip, load_clip
 from .dino import Dino, load_dino
 from .models import Condition, Model, ModelNotAvailableError, load
+from .perceptual import Lpips, load_lpips
 from .scaling import scale_concept
 
-__all__ = ["load", "load_clip", "load_dino", "scale_concept", "Model", "Clip", "Dino", "Condition", "ModelNotAvailableError"]
+__all__ = ["load", "load_clip", "load_dino", "load_lpips", "scale_concept", "Model", "Clip", "Dino", "Lpips", "Condition", "ModelNotAvailableError"]
 __version__ = "0.1.0"

@@ -165,11 +165,6 @@ def subjects(model, n: int, kind: str = "scenes", images=None, labels=None, spli
             for i, (im, p, c) in enumerate(zip(pictures, prompts, picked))]
 
 
-def concept_prompt(model, label: str) -> str:
-    """The prompt that names one concept: "a red circle" on toy models, "a dog" on real ones ("[class]")."""
-    return f"a {label}"
-
-
 def presence(model, image, label: str, detector=None) -> float:
     """Is `label` in `image`? A score in [0, 1]. Toy models: the shapes world's oracle (exact). Real models: an
     open-vocabulary detector (`conceptlab.detect`, OWLv2 by default; the paper uses Grounding DINO), its highest

@@ -73,13 +73,18 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
     return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean))
 
 
-def edit_quality(clip, edited: torch.Tensor, inputs: torch.Tensor, prompts: list[str], reference: torch.Tensor) -> dict:
+def edit_quality(clip, edited: torch.Tensor, inputs: torch.Tensor, prompts: list[str], reference: torch.Tensor,
+                 lpips=None) -> dict:
     """The paper's table columns, toy edition: FID of the edited set against reference image features
     (in the CLIP's feature space), mean CLIP score of each edit with its concept prompt, and fidelity to
-    the input (mean PSNR, SSIM). edited, inputs: (B, 3, H, W) in [-1, 1]; reference: (M, D) features."""
-    return dict(fid=frechet_distance(clip.image_features(edited), reference),
-                clip=float(clip.score(edited, prompts).mean()),
-                psnr=float(psnr(edited, inputs).mean()), ssim=float(ssim(edited, inputs).mean()))
+    the input (mean PSNR, SSIM; and mean LPIPS, the paper's fidelity, when an `lpips` from
+    conceptlab.perceptual.load_lpips is given). edited, inputs: (B, 3, H, W) in [-1, 1]; reference: (M, D)."""
+    scores = dict(fid=frechet_distance(clip.image_features(edited), reference),
+                  clip=float(clip.score(edited, prompts).mean()),
+                  psnr=float(psnr(edited, inputs).mean()), ssim=float(ssim(edited, inputs).mean()))
+    if lpips is not None:
+        scores["lpips"] = float(lpips.distance(edited, inputs).mean())
+    return scores
 
 
 def hungarian(pred, truth) -> tuple:

@@ -56,6 +56,15 @@ def quiet_loading():
             tlog.enable_progress_bar()
 
 
+RANDOM_MARK = "CONCEPTLAB.json"       # in a saved folder: its weights are random (conceptlab.toy.tiny's twins)
+
+
+def has_random_weights(path) -> bool:
+    """Whether a local folder is marked as holding random weights (plumbing only, no meaningful output)."""
+    mark = Path(path, RANDOM_MARK)
+    return mark.exists() and json.loads(mark.read_text()).get("random_weights", False)
+
+
 class ModelNotAvailableError(FileNotFoundError):
     """The weights are not on this machine and cannot be fetched from here."""
 
@@ -487,9 +496,7 @@ def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: to
     if toy and "audio" in (meta := json.loads(recipe.read_text())):      # toy-sounds: a spectrogram model
         from .audio import AudioFrontEnd
         front = AudioFrontEnd.for_toy(**meta["audio"])
-    random_weights = Path(path, "CONCEPTLAB.json").exists() and \
-        json.loads(Path(path, "CONCEPTLAB.json").read_text()).get("random_weights", False)
-    return Model(pipe, str(name), toy=toy, audio=front, random_weights=random_weights)
+    return Model(pipe, str(name), toy=toy, audio=front, random_weights=has_random_weights(path))
 
 
 def check_folder(path: str, local: bool):

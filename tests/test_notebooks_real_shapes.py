@@ -1,7 +1,7 @@
 """The CI tier of real checkpoints: every notebook runs to its last cell on random-weight pipelines of the real
 architectures (SD 2.1-base at 512 px, SDXL at 1024 px, AudioLDM 2), built in code, saved with save_pretrained
 to a temporary folder and loaded by path, with its parameters injected as papermill does (MODEL, CLIP,
-DETECTOR, lowered STEPS and counts). No code cell is edited. The check cells report and do not assert on
+DETECTOR, SEGMENTER, LPIPS, CLAP: random twins; lowered STEPS and counts). No code cell is edited. The check cells report and do not assert on
 random weights (conceptlab.course.check).
 
     .venv/bin/python tests/test_notebooks_real_shapes.py 03 sdxl     # one notebook by hand, output kept in /tmp
@@ -30,6 +30,7 @@ PARAMS = {
     "11": dict(STEPS=2, OMEGAS=[1.0, 5.0]),
 }
 IMAGE_SHAPES = ("sd21", "sdxl")
+JUDGES = (("CLIP", "clip"), ("DETECTOR", "owlv2"), ("SEGMENTER", "sam"), ("LPIPS", "lpips"), ("CLAP", "clap"))
 
 
 def shapes_for(number: str) -> tuple[str, ...]:
@@ -46,7 +47,7 @@ def run(number: str, shape: str, folders: dict, out_dir: Path):
 
     declared = papermill.inspect_notebook(str(notebook(number)))
     params = {**PARAMS[number], "MODEL": folders[shape]}
-    params.update({k: folders[f] for k, f in (("CLIP", "clip"), ("DETECTOR", "owlv2")) if k in declared})
+    params.update({k: folders[f] for k, f in JUDGES if k in declared})
     unknown = set(params) - set(declared)
     if unknown:
         raise KeyError(f"notebook {number} has no parameters {sorted(unknown)} (it declares {sorted(declared)})")

@@ -12,6 +12,7 @@ import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from ..models import RANDOM_MARK
 from . import vocab
 
 WIDTH = 32
@@ -201,7 +202,6 @@ def v_twin(pipe):
 
 
 # ------------------------------------------------------------------ the real shapes, saved like a checkpoint
-RANDOM_MARK = "CONCEPTLAB.json"       # in a saved folder: these weights are random (plumbing only)
 ENGLISH = ("a an the of on in at with and or to from by for is are this that photo picture image painting drawing "
            "close up view front back left right top bottom big small large little red orange yellow green blue purple "
            "pink brown black white grey gray dark bright old new one two three many some man woman person people child "
@@ -303,9 +303,60 @@ def owlv2(tok, vocab_dir: Path):
                                                            tokenizer=small)
 
 
+def sam():
+    """A random SamModel (SAM's layout, narrow, 64 px input) with its processor, for concept regions."""
+    from transformers import (SamConfig, SamImageProcessor, SamMaskDecoderConfig, SamModel, SamProcessor,
+                              SamPromptEncoderConfig, SamVisionConfig)
+
+    torch.manual_seed(0)
+    vision = SamVisionConfig(hidden_size=WIDTH, output_channels=16, num_hidden_layers=1, num_attention_heads=2,
+                             image_size=64, patch_size=16, mlp_dim=2 * WIDTH, global_attn_indexes=[0], window_size=2,
+                             num_pos_feats=8)
+    prompt = SamPromptEncoderConfig(hidden_size=16, image_size=64, patch_size=16, mask_input_channels=4)
+    decoder = SamMaskDecoderConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, mlp_dim=WIDTH,
+                                   iou_head_hidden_dim=16)
+    config = SamConfig(vision_config=vision.to_dict(), prompt_encoder_config=prompt.to_dict(),
+                       mask_decoder_config=decoder.to_dict())
+    images = SamImageProcessor(size={"longest_edge": 64}, pad_size={"height": 64, "width": 64},
+                               mask_size={"longest_edge": 16}, mask_pad_size={"height": 16, "width": 16})
+    return SamModel(config), SamProcessor(image_processor=images)
+
+
+def clap(vocab_dir: Path):
+    """A random ClapModel (LAION CLAP's layout, narrow: 48 kHz clips of 10 s, a 256-wide Swin spectrogram) with
+    its processor, for sound presence."""
+    from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor,
+                              ClapTextConfig)
+
+    roberta, _ = file_tokenizers(vocab_dir)
+    torch.manual_seed(0)
+    text = ClapTextConfig(vocab_size=len(roberta), hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                          num_hidden_layers=1, max_position_embeddings=vocab.MAX_LENGTH + 2, pad_token_id=0,
+                          bos_token_id=2, eos_token_id=3, projection_dim=16)
+    audio = ClapAudioConfig(spec_size=256, window_size=8, num_mel_bins=64, intermediate_size=32, depths=[1, 1],
+                            num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=16, patch_size=4,
+                            patch_stride=4, patch_embeds_hidden_size=8, projection_dim=16)
+    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+    features = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")    # as laion/clap-htsat-unfused
+    return model, ClapProcessor(feature_extractor=features, tokenizer=roberta)
+
+
+def lpips(folder: Path):
+    """A random AlexNet backbone for LPIPS, saved as conceptlab.load_lpips reads a folder (alex.pth, LPIPS.json)."""
+    import json
+
+    import torchvision
+
+    torch.manual_seed(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    features = torchvision.models.alexnet(weights=None).features.state_dict()
+    torch.save({f"features.{k}": v for k, v in features.items()}, folder / "alex.pth")
+    (folder / "LPIPS.json").write_text(json.dumps({"net": "alex"}))
+
+
 REAL_SHAPES = {"sd21": "SD 2.1-base shaped, 512 px", "sd21-v": "SD 2.x v-prediction shaped, 512 px",
                "sdxl": "SDXL shaped, 1024 px", "audioldm2": "AudioLDM 2 shaped, 10.24 s", "clip": "CLIP shaped",
-               "owlv2": "OWLv2 shaped"}
+               "owlv2": "OWLv2 shaped", "sam": "SAM shaped", "clap": "CLAP shaped", "lpips": "LPIPS, random AlexNet"}
 
 
 def save_real_shapes(out: Path, which=tuple(REAL_SHAPES)) -> dict[str, str]:
@@ -324,7 +375,8 @@ def save_real_shapes(out: Path, which=tuple(REAL_SHAPES)) -> dict[str, str]:
         if not (folder / RANDOM_MARK).exists():
             parts = {"sd21": lambda: sd21_base(tok), "sd21-v": lambda: sd21_base(tok, "v_prediction"),
                      "sdxl": lambda: sdxl_base(tok), "audioldm2": lambda: audioldm2(out / "_vocab_audio", native=True),
-                     "clip": lambda: (*clip(tok), tok), "owlv2": lambda: owlv2(tok, out / "_vocab_owl")}[name]()
+                     "clip": lambda: (*clip(tok), tok), "owlv2": lambda: owlv2(tok, out / "_vocab_owl"),
+                     "sam": sam, "clap": lambda: clap(out / "_vocab_clap"), "lpips": lambda: lpips(folder) or ()}[name]()
             with quiet_loading():
                 for part in parts if isinstance(parts, tuple) else (parts,):
                     part.save_pretrained(folder)
