@@ -320,9 +320,21 @@ class Model:
             x = self.audio.to_image(getattr(image, "waveform", image)).to(self.device, self.vae.dtype)
         else:
             x = to_tensor(image, self.image_size).to(self.device, self.vae.dtype)
-        dist = self.vae.encode(x).latent_dist
-        z = dist.sample(torch.Generator(dist.mean.device).manual_seed(seed)) if sample else dist.mean
-        return (z * self.vae.config.scaling_factor).to(self.dtype)
+        dists = [self.vae.encode(part).latent_dist for part in self._vae_parts(x)]
+        mean = torch.cat([d.mean for d in dists])
+        if sample:                                   # one draw over the whole batch, as the VAE's own sample()
+            from diffusers.utils.torch_utils import randn_tensor
+
+            std = torch.cat([d.std for d in dists])
+            noise = randn_tensor(mean.shape, generator=torch.Generator(mean.device).manual_seed(seed),
+                                 device=mean.device, dtype=mean.dtype)
+            mean = mean + std * noise
+        return (mean * self.vae.config.scaling_factor).to(self.dtype)
+
+    def _vae_parts(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """A batch as the VAE takes it: whole on toy models; one item at a time on real ones, as diffusers'
+        enable_vae_slicing does (a VAE decode at 1024 px holds about 3 GiB per image: benchmarks/gpu_cost.py)."""
+        return [x] if self.toy else list(x.split(1))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -330,12 +342,14 @@ class Model:
         (B, T) (see `decode_spectrogram` for the spectrogram image)."""
         if self.is_audio:
             return self.audio.to_waveform(self.decode_spectrogram(z), self.pipe)
-        return self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.float().clamp(-1, 1)
+        return self.decode_spectrogram(z).clamp(-1, 1)
 
     @torch.no_grad()
     def decode_spectrogram(self, z: torch.Tensor) -> torch.Tensor:
-        """A sound model's latent (B, C, h, w) -> its spectrogram image (B, 1, frames, mels)."""
-        return self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor).sample.float()
+        """The VAE's raw output for a latent (B, C, h, w): a sound model's spectrogram image (B, 1, frames, mels),
+        an image model's picture before clamping."""
+        z = z.to(self.vae.dtype) / self.vae.config.scaling_factor
+        return torch.cat([self.vae.decode(part).sample for part in self._vae_parts(z)]).float()
 
     def to_pil(self, x: torch.Tensor):
         return to_pil(x)

@@ -146,6 +146,9 @@ def show_layer_contributions(cache, y: int, x: int, renormalize: bool = True, si
     from .express.localize import aggregate, upsample_rows
 
     _, grid, info = aggregate(cache, renormalize)
+    if not (isinstance(y, (int, np.integer)) and isinstance(x, (int, np.integer)) and 0 <= y < grid[0] and 0 <= x < grid[1]):
+        raise ValueError(f"pixel ({y}, {x}) is not a cell of the {grid[0]}x{grid[1]} attention grid: give a row in "
+                         f"0..{grid[0] - 1} and a column in 0..{grid[1] - 1}")
     names = list(info)
     fig, axes = plt.subplots(1, len(names), figsize=(size_in * len(names), size_in + 0.5), squeeze=False)
     for ax, n in zip(axes[0], names):

@@ -136,3 +136,22 @@ def test_step_math_lives_in_one_leaf():
     assert torch.allclose(x0, z, atol=1e-5)
     zt = ddim.add_noise(z, e, 0.3)
     assert torch.allclose(ddim.eps_from_v(zt, ddim.v_target(z, e, 0.3), 0.3), e, atol=1e-5)
+
+
+def test_real_models_run_the_vae_one_image_at_a_time(tiny_pipe):
+    """A VAE decode at 1024 px holds ~3 GiB an image (benchmarks/gpu_cost.py): real models slice the batch, as
+    diffusers' enable_vae_slicing; the result equals the whole batch's, and the seeded sample is the same draw."""
+    real = Model(tiny_pipe, "tiny-as-real", toy=False, random_weights=True)
+    images = torch.rand(3, 3, *real.image_size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    calls = []
+    hook = real.vae.decoder.register_forward_hook(lambda m, a, out: calls.append(out.shape[0]))
+    try:
+        z = real.encode(images, sample=True, seed=5)
+        out = real.decode(z)
+    finally:
+        hook.remove()
+    assert calls == [1, 1, 1]
+    whole = real.vae.encode(images).latent_dist
+    want = whole.sample(torch.Generator().manual_seed(5)) * real.vae.config.scaling_factor
+    assert torch.allclose(z, want, atol=1e-5)
+    assert torch.allclose(out, real.vae.decode(z / real.vae.config.scaling_factor).sample.clamp(-1, 1), atol=1e-5)

@@ -343,6 +343,9 @@ def test_localization_figures(toy):
     assert len(viz.show_levels(loc).axes) == len(loc.levels)
     cache = record_attention(toy, image)
     assert len(viz.show_layer_contributions(cache, 3, 4).axes) == len(cache.layers("self"))
+    for y, x in ((16, 0), (0, -1), (2.5, 3)):                        # the finest grid is 16x16 on toy-shapes
+        with pytest.raises(ValueError, match="not a cell of the 16x16 attention grid"):
+            viz.show_layer_contributions(cache, y, x)
     before = len(plt.get_fignums())
     widgets.n_max_explorer(toy, image, values=(4, 10), static=True)
     assert len(plt.get_fignums()) == before + 2

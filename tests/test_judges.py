@@ -100,8 +100,12 @@ def test_lpips_loads_the_backbone_into_lpips_own_network(folders):
     for name, p in lp.model.net.named_parameters():                   # slice1.0.weight <- features.0.weight
         assert torch.equal(p, saved["features." + name.split(".", 1)[1]])
     # the distance is lpips' own on those weights: the same numbers as the package's model built directly
+    import warnings
+
     import lpips as package
-    direct = package.LPIPS(net="alex", pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():                   # lpips builds its backbone with torchvision's old argument
+        warnings.simplefilter("ignore", UserWarning)
+        direct = package.LPIPS(net="alex", pnet_rand=True, verbose=False)
     direct.net.load_state_dict(lp.model.net.state_dict())
     a, b = _image(0, 64), _image(1, 64)
     assert torch.allclose(lp.distance(a, b), direct(a, b).flatten(), atol=1e-6)
