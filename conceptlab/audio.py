@@ -1,4 +1,4 @@
-"""The audio front end: waveforms <-> log-mel spectrograms, as AudioLDM 2 frames them (METHODS.md, "Audio").
+"""The audio front end: waveforms <-> log-mel spectrograms, as AudioLDM 2 frames them (book/methods.md, "Sound").
 
 16 kHz, STFT n_fft 1024 and hop 160, 64 mel bands from 0 to 8000 Hz, the time axis padded to a multiple of 4;
 back to a waveform with torchaudio's InverseMelScale and Griffin-Lim (deterministic: no random phase).

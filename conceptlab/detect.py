@@ -18,7 +18,7 @@ threshold, a convention, not a value conceptlab measured. On toy models the shap
 exactly instead (`conceptlab.course.presence`). `conceptlab.toy.tiny.owlv2` builds a random-weight twin.
 
 ConceptExpress scores a concept against its region of the source image "masked with a SAM mask prompted by 3
-random points of the concept mask" (METHODS.md, Evaluation): `Segmenter` does exactly that with transformers'
+random points of the concept mask" (book/methods.md, ConceptExpress, Evaluation): `Segmenter` does exactly that with transformers'
 SamModel. Sound presence on real models is CLAP zero-shot classification (Wu et al. 2023): the softmax, at
 CLAP's own logit scale, of the clip's similarity to each candidate description. Twins: `tiny.sam`, `tiny.clap`.
 """

@@ -1,6 +1,6 @@
 """DDIM inversion: run the sampler backwards to find the noise z_T that regenerates a real input.
 
-Notation (METHODS.md): N steps, sampling step i = 0..N-1 from the noisiest timestep to the cleanest;
+Notation (book/methods.md): N steps, sampling step i = 0..N-1 from the noisiest timestep to the cleanest;
 the inversion keeps every latent in a bank: bank[0] = z_0 (clean) ... bank[N] = z_T, so bank[N - i]
 is the latent at the timestep of sampling step i.
 
@@ -21,7 +21,7 @@ from .ddim import check_steps, ddim_step
 from .models import Condition, Model
 
 METHODS = ("ddim", "renoise")
-RENOISE_AVERAGE_BELOW = 250          # ReNoise averages its estimates only at low timesteps (METHODS.md)
+RENOISE_AVERAGE_BELOW = 250          # ReNoise averages its estimates only at low timesteps (book/methods.md)
 
 
 @dataclass

@@ -172,7 +172,7 @@ def pre_cluster(attention: torch.Tensor, n_max: int = 10, delta_from: str = "cho
     """FINCH on every pixel's distribution under symmetric KL; choose the level with the fewest clusters
     that still has >= n_max (the paper's N_max = 10). Returns (levels, chosen index, delta, notes).
     delta: "the largest linking distance used at that level" read two ways: delta_from="chosen" (default,
-    METHODS.md's reading) takes the largest first-neighbour link that formed the chosen level; "next" the
+    the methods page's reading) takes the largest first-neighbour link that formed the chosen level; "next" the
     largest link FINCH used on the chosen level's clusters to form the next one (the scale of the links
     post-clustering makes). benchmarks/express_bench.py reports both.
     Where the official code crashes: if even FINCH's first level has fewer than n_max clusters, we take the

@@ -22,7 +22,7 @@ import torch
 SAMPLE_RATE = 16000
 SECONDS = 2.0
 LENGTH = int(SAMPLE_RATE * SECONDS)
-N_FFT, HOP = 1024, 160                           # AudioLDM 2's STFT (METHODS.md, "Audio")
+N_FFT, HOP = 1024, 160                           # AudioLDM 2's STFT (book/methods.md, "Sound")
 # kind -> (caption phrase, frequency band in Hz where its energy lives)
 KINDS = {
     "hum": ("a hum", (70.0, 260.0)),
