@@ -33,18 +33,37 @@ def _transforms():
     return mel, inv
 
 
+PEAK_LIMIT = 10.0          # generated sound overshoots [-1, 1] (notebook 11: peaks of 2.4 and 2.7); PCM as floats is far above
+
+
 def as_batch(waveform, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
-    """A waveform (T,) or batch (B, T), numpy or torch, at 16 kHz -> float32 (B, T); anything else is refused."""
+    """A waveform (T,) or batch (B, T) at 16 kHz -> a new float32 (B, T) in [-1, 1]; anything else is refused.
+    Float samples belong in [-1, 1] (a peak up to PEAK_LIMIT, a vocoder's overshoot, is accepted); integer
+    samples are PCM (int16 is divided by 32768, int32 by 2**31)."""
     if sample_rate != SAMPLE_RATE:
         raise ValueError(f"audio must be at {SAMPLE_RATE} Hz, got {sample_rate} Hz: resample it first "
                          "(torchaudio.functional.resample(wave, sample_rate, 16000))")
-    w = torch.as_tensor(np.asarray(waveform, np.float32) if not isinstance(waveform, torch.Tensor) else waveform).float()
+    if not isinstance(waveform, (np.ndarray, torch.Tensor, list, tuple)):
+        raise TypeError(f"a waveform must be a numpy array, a torch tensor or a list of samples, got "
+                        f"{type(waveform).__name__}")
+    a = waveform.detach().cpu().numpy() if isinstance(waveform, torch.Tensor) else np.asarray(waveform)
+    if a.dtype.kind in "iu":                                   # PCM integers: full scale -> 1.0
+        if a.dtype.kind == "u":
+            raise ValueError(f"unsigned {a.dtype} samples are not PCM audio conceptlab reads: give int16 or floats")
+        a = a.astype(np.float32) / float(2 ** (8 * a.dtype.itemsize - 1))
+    elif a.dtype.kind != "f":
+        raise ValueError(f"a waveform holds numbers, got {a.dtype} values")
+    w = torch.from_numpy(np.array(a, dtype=np.float32))          # a copy: the input is never modified
     w = w[None] if w.ndim == 1 else w
     if w.ndim != 2 or w.shape[1] < N_FFT:
         raise ValueError(f"a waveform must be (samples,) or (batch, samples) with at least {N_FFT} samples, "
-                         f"got shape {tuple(torch.as_tensor(waveform).shape)}")
+                         f"got shape {tuple(a.shape)}")
     if not torch.isfinite(w).all():
         raise ValueError("the waveform holds NaN or inf samples")
+    peak = float(w.abs().max())
+    if peak > PEAK_LIMIT:                                      # a vocoder's overshoot past 1 is fine; 100 is not
+        raise ValueError(f"float samples belong in [-1, 1], got a peak of {peak:.3g}: divide by the peak "
+                         "(wave / abs(wave).max()), or by 32768 for int16 PCM stored as floats")
     return w
 
 

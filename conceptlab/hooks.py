@@ -26,6 +26,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .checks import as_dtype, as_int, as_number
 from .ddim import as_eps, predict_x0
 
 LayerFilter = str | list[str] | tuple[str, ...] | Callable[[str], bool] | None
@@ -77,7 +78,11 @@ Size = int | tuple[int, int]
 
 
 def _hw(size: Size) -> tuple[int, int]:
-    return (size, size) if isinstance(size, int) else tuple(size)
+    """A grid size: a side or (h, w), each a positive integer."""
+    hw = (size, size) if not isinstance(size, (tuple, list)) else tuple(size)
+    if len(hw) != 2:
+        raise ValueError(f"a grid size is a side or (h, w), got {size!r}")
+    return tuple(as_int(v, "a grid side", "a positive number of cells, e.g. 16", 1) for v in hw)
 
 
 @dataclass
@@ -144,7 +149,11 @@ class AttentionCache:
 
     def finest(self, kind: str, layers: LayerFilter = None) -> tuple[int, int]:
         """The largest (h, w) grid among the recorded layers of a kind."""
-        return max((self.grids[n] for n in self.layers(kind) if selects(layers, n)), key=lambda g: g[0] * g[1])
+        grids = [self.grids[n] for n in self.layers(kind) if selects(layers, n)]
+        if not grids:
+            raise KeyError(f"no {kind}-attention recorded for layers={layers}: the recorder's layer and step filters "
+                           f"matched nothing (recorded steps {self.steps}, layers {self.layers(kind)})")
+        return max(grids, key=lambda g: g[0] * g[1])
 
     def token_index(self, token: int | str) -> int:
         if isinstance(token, str):
@@ -366,9 +375,25 @@ class AttentionRecorder(AttentionHook):
             raise ValueError(f"heads must be 'mean' or 'all', got {heads!r}")
         if half not in (None, "cond"):
             raise ValueError(f"half must be None or 'cond', got {half!r}")
-        self.heads, self.half, self.resolution, self.running_mean, self.dtype = heads, half, resolution, running_mean, dtype
-        self.cache = AttentionCache(tokens=tokens_of(model, prompt) if prompt is not None else None)
-        self.cache.timesteps = self.timesteps
+        if resolution is not None:
+            _hw(resolution)
+        self.heads, self.half, self.resolution, self.running_mean = heads, half, resolution, running_mean
+        self.dtype = as_dtype(dtype)
+        self.tokens = tokens_of(model, prompt) if prompt is not None else None
+        self.cache = self._fresh_cache()
+
+    def _fresh_cache(self) -> AttentionCache:
+        cache = AttentionCache(tokens=self.tokens)
+        cache.timesteps = self.timesteps
+        return cache
+
+    def __enter__(self):
+        """Each `with` block records into a new cache (an earlier block's `cache` object is left as it was)."""
+        super().__enter__()
+        if self.cache.entries or self.cache.counts:
+            self.timesteps = {}
+            self.cache = self._fresh_cache()
+        return self
 
     def _listen(self, name, kind, probs):                     # probs: (B, H, Q, K)
         if not self._active():
@@ -434,6 +459,10 @@ class AttentionEditor(AttentionHook):
         self.half = half
         if (scale is None) == (value is None):
             raise ValueError("give exactly one of scale (multiply the token's attention) or value (replace it)")
+        if scale is not None:
+            scale = as_number(scale, "scale", "the factor on the token's attention, e.g. 3 to strengthen, 0 to mute")
+        if value is not None:
+            value = as_number(value, "value", "the attention probability to put on the token, e.g. 0.5")
         if isinstance(token, str):
             if prompt is None:
                 raise ValueError(f"to edit the word {token!r}, also pass the prompt (prompt=...) to find its position")

@@ -48,6 +48,14 @@ def to_tensor(image, size: tuple[int, int] | None = None, name: str = "image") -
     return x
 
 
+def one_image(image, size: tuple[int, int] | None, what: str) -> torch.Tensor:
+    """to_tensor for functions that take exactly one image: a batch of several is refused, not cut to its first."""
+    x = to_tensor(image, size, "image")
+    if len(x) != 1:
+        raise ValueError(f"{what} takes one image, got a batch of {len(x)}: call it once per image")
+    return x
+
+
 def to_pil(x: torch.Tensor) -> list[Image.Image]:
     """(B, 3, H, W) or (3, H, W) in [-1, 1] -> list of PIL images."""
     x = x.detach().cpu().float()

@@ -139,6 +139,9 @@ def check_inversion(model: Model, inv: Inversion, steps: int):
         raise ValueError(f"this inversion has {inv.steps} steps but {steps} were asked: invert again with steps={steps}")
     if not torch.equal(inv.timesteps.cpu(), model.timesteps(steps).cpu()):
         raise ValueError("this inversion's timesteps differ from the model's scheduler now: invert again")
+    if not torch.isfinite(inv.latents).all():
+        raise ValueError("this inversion holds NaN or inf latents (a diverged inversion, or one edited by hand): "
+                         "invert again")
 
 
 @torch.no_grad()

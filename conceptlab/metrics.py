@@ -14,8 +14,15 @@ def share_inside(attention: torch.Tensor, mask) -> float:
     m = torch.as_tensor(mask, dtype=torch.float32)
     if m.ndim != 2 or attention.ndim != 2:
         raise ValueError(f"attention and mask must be 2-D maps, got {tuple(attention.shape)} and {tuple(m.shape)}")
-    m = F.interpolate(m[None, None], size=tuple(attention.shape), mode="area")[0, 0]
-    a = attention.float()
+    a = torch.as_tensor(attention).float()
+    if not torch.isfinite(a).all() or (a < 0).any():
+        raise ValueError("attention must be a non-negative finite map (probabilities); got negative or NaN values")
+    if a.sum() <= 0:
+        raise ValueError("attention is zero everywhere: there is no mass to share")
+    if m.shape[0] < a.shape[0] or m.shape[1] < a.shape[1]:
+        raise ValueError(f"the mask {tuple(m.shape)} is smaller than the attention map {tuple(a.shape)}: give the "
+                         "mask at the image's size")
+    m = F.interpolate(m[None, None], size=tuple(a.shape), mode="area")[0, 0]
     return float((a * m).sum() / a.sum().clamp_min(1e-12))
 
 
@@ -45,8 +52,22 @@ def step_accuracy(clip, model, steps: list, candidates: list[str], target: int, 
     return (clip.zero_shot(x, candidates).argmax(-1) == target).float()
 
 
+def _pair(a, b, what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two image batches of one shape (B, 3, H, W), or one image against a batch."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    if a.ndim == 3:
+        a = a[None]
+    if b.ndim == 3:
+        b = b[None]
+    if a.ndim != 4 or b.ndim != 4 or a.shape[1:] != b.shape[1:] or (len(a) != len(b) and 1 not in (len(a), len(b))):
+        raise ValueError(f"{what} compares images of one shape (B, 3, H, W), got {tuple(a.shape)} and "
+                         f"{tuple(b.shape)}: resize or batch them alike")
+    return torch.broadcast_tensors(a.float(), b.float())
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """PSNR in dB per image of two batches (B, 3, H, W) in [-1, 1] (peak-to-peak 2): (B,)."""
+    a, b = _pair(a, b, "psnr")
     return 10 * torch.log10(4 / ((a - b) ** 2).mean((1, 2, 3)))
 
 
@@ -54,6 +75,9 @@ def ssim(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """SSIM per image (Wang et al. 2004, scikit-image's implementation, 7x7 window): (B,)."""
     from skimage.metrics import structural_similarity
 
+    a, b = _pair(a, b, "ssim")
+    if min(a.shape[-2:]) < 7:
+        raise ValueError(f"ssim needs images of at least 7x7 pixels (its window), got {tuple(a.shape[-2:])}")
     a, b = (x.detach().float().cpu().permute(0, 2, 3, 1).numpy() for x in (a, b))
     return torch.tensor([structural_similarity(x, y, channel_axis=-1, data_range=2.0) for x, y in zip(a, b)])
 
@@ -64,7 +88,10 @@ def frechet_distance(f1: torch.Tensor, f2: torch.Tensor) -> float:
     import numpy as np
     from scipy import linalg
 
-    a, b = (f.double().cpu().numpy() for f in (f1, f2))
+    a, b = (torch.as_tensor(f).double().cpu().numpy() for f in (f1, f2))
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"the Frechet distance compares two sets of features (N, D) of one width D, got "
+                         f"{a.shape} and {b.shape}")
     if len(a) < 2 or len(b) < 2:
         raise ValueError("the Frechet distance needs at least two feature vectors on each side")
     mu1, mu2 = a.mean(0), b.mean(0)
@@ -129,6 +156,9 @@ def masked_region(image: torch.Tensor, mask) -> torch.Tensor:
     """(1, 3, H, W) in [-1, 1] and a mask (H, W) -> the region alone, black elsewhere (the stand-in for a SAM
     segment of the concept)."""
     m = torch.as_tensor(mask, dtype=torch.bool)
+    if image.ndim != 4 or m.shape != image.shape[-2:]:
+        raise ValueError(f"masked_region takes an image (1, 3, H, W) and a mask (H, W) of its size, got "
+                         f"{tuple(image.shape)} and {tuple(m.shape)}")
     return torch.where(m, image, torch.full_like(image, -1.0))
 
 

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from . import ddim
+from .checks import as_dtype, as_number, as_seed
 from .ddim import check_steps, predict_x0
 from .images import to_pil, to_tensor
 
@@ -253,13 +255,15 @@ class Model:
                                  f"{tok.model_max_length} (start and end included): shorten it")
         if self.toy:                                    # every known word is one token ending in </w>
             added = self.tokenizer.get_added_vocab()    # or a learned token such as "<c0>"
-            unknown = [w for w in prompt.lower().replace(",", " , ").split() if w not in added and
-                       (len(ids := self.tokenizer(w, add_special_tokens=False).input_ids) != 1
-                       or self.tokenizer.convert_ids_to_tokens(ids)[0] in (self.tokenizer.unk_token, None)
-                       or not self.tokenizer.convert_ids_to_tokens(ids)[0].endswith("</w>"))]
+            from .toy.vocab import PUNCTUATION, SOUND_WORDS, WORDS
+
+            words = set(WORDS) | set(SOUND_WORDS) | set(PUNCTUATION)   # BPE pieces such as "ack" are not words
+            one_token = lambda w: (len(ids := self.tokenizer(w, add_special_tokens=False).input_ids) == 1  # noqa: E731
+                                   and self.tokenizer.convert_ids_to_tokens(ids)[0] == w + "</w>")
+            unknown = [w for w in prompt.lower().replace(",", " , ").replace(".", " . ").split()
+                       if w not in added and not (w in words and one_token(w))]
             if unknown:
-                known = sorted(t[:-4] for t in self.tokenizer.get_vocab() if t.endswith("</w>") and t[:-4].isalpha()
-                               and (len(t) > 5 or t == "a</w>"))
+                known = sorted(w for w in words if w.isalpha() and one_token(w))
                 raise ValueError(f"{self.name} does not know the word(s) {unknown}; it knows: {', '.join(known)}")
         return prompt
 
@@ -316,7 +320,15 @@ class Model:
         """Image (PIL, uint8 array, or tensor in [-1, 1]) -> scaled latent (B, C, h, w): the posterior's
         mean (or a seeded sample) times the VAE's scaling factor. A sound model takes a waveform instead
         ((T,) or (B, T) at its sample rate, numpy or torch, or a sounds-world Mixture)."""
+        seed = as_seed(seed)
         if self.is_audio:
+            if isinstance(image, Image.Image):
+                raise TypeError(f"{self.name} is a sound model: give a waveform ((T,) or (B, T) at "
+                                f"{self.audio.sample_rate} Hz) or a sounds-world Mixture, not a picture")
+            rate = getattr(image, "sample_rate", self.audio.sample_rate)      # a Mixture says its own rate
+            if rate != self.audio.sample_rate:
+                raise ValueError(f"this sound is at {rate} Hz but {self.name} takes {self.audio.sample_rate} Hz: "
+                                 f"resample it first (torchaudio.functional.resample)")
             x = self.audio.to_image(getattr(image, "waveform", image)).to(self.device, self.vae.dtype)
         else:
             x = to_tensor(image, self.image_size).to(self.device, self.vae.dtype)
@@ -367,8 +379,10 @@ class Model:
         for p in prompts:
             self.check_prompt(p)
         steps = check_steps(steps)
-        if not isinstance(guidance, (int, float)) or not 0 <= guidance <= 50:
-            raise ValueError(f"guidance must be a number in [0, 50] (1 = no guidance, 5 = default), got {guidance!r}")
+        guidance = as_number(guidance, "guidance", "1 = no guidance, 5 = the default", 0, 50)
+        seed = as_seed(seed)
+        if negative_prompt is not None:
+            self.check_prompt(negative_prompt, allow_empty=True)
         if self.is_audio:
             return self._generate_sound(prompts, steps, guidance, seed, negative_prompt, isinstance(prompt, str))
         h, w = self.image_size
@@ -418,19 +432,7 @@ class Model:
         return z
 
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
-          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
 DDIM_FOR_LATENTS = {"clip_sample": False, "set_alpha_to_one": False, "thresholding": False}
-
-
-def as_dtype(dtype) -> torch.dtype:
-    """torch.float32 / float16 / bfloat16, or their names ("float16", "fp16", "bf16", ...)."""
-    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
-        return dtype
-    if isinstance(dtype, str) and dtype.lower().removeprefix("torch.") in DTYPES:
-        return DTYPES[dtype.lower().removeprefix("torch.")]
-    raise ValueError(f"dtype must be torch.float32, torch.float16 or torch.bfloat16 (or their names: 'float32', "
-                     f"'float16', 'bfloat16'), got {dtype!r}")
 
 
 def as_device(device) -> torch.device:

@@ -17,11 +17,10 @@ Every step reports to a hooks.TrajectoryRecorder as stage "scaled" with branches
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from . import hooks
+from .checks import as_int, as_list, as_number
 from .ddim import check_steps, ddim_step
 from .inversion import Inversion, alpha_pairs, check_inversion, invert, one_each
 from .models import Condition, Model
@@ -30,7 +29,7 @@ from .models import Condition, Model
 def weights(omega: float, gamma: float, steps: int, clamp: bool = True) -> torch.Tensor:
     """w_i = omega (1 - i/(N-1))^gamma for i = 0..N-1: (N,). gamma = 0 is constant (0^0 = 1).
     clamp=True clips at 0 as the authors' code does (any omega < 0 then acts as omega = 0)."""
-    check_scale(omega, gamma)
+    omega, gamma, _ = check_scale(omega, gamma)
     steps = check_steps(steps)
     frac = 1 - torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
     w = omega * frac.pow(gamma)                         # torch: 0 ** 0 = 1
@@ -42,16 +41,17 @@ def default_t_exit(steps: int) -> int:
     return round(0.3 * steps)
 
 
-def check_scale(omega: float, gamma: float, t_exit: int | None = None, steps: int | None = None):
-    """Door checks of the scaling parameters, with what to do."""
-    if isinstance(omega, bool) or not isinstance(omega, (int, float)) or not math.isfinite(omega):
-        raise ValueError(f"omega must be a finite number (0 removes the concept, 1 reconstructs, 5 enhances), got {omega!r}")
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
-        raise ValueError(f"gamma must be a number >= 0 (0: constant weight, 3: the paper's default), got {gamma!r}")
+OMEGA_LIMIT = 1000.0          # beyond it the guided noise leaves float range: NaN pixels, not a stronger concept
+
+
+def check_scale(omega: float, gamma: float, t_exit: int | None = None, steps: int | None = None) -> tuple:
+    """Door checks of the scaling parameters, with what to do -> (omega, gamma, t_exit) as Python numbers."""
+    omega = as_number(omega, "omega", "0 removes the concept, 1 reconstructs, 5 enhances", -OMEGA_LIMIT, OMEGA_LIMIT)
+    gamma = as_number(gamma, "gamma", "0: constant weight, 3: the paper's default", 0.0, 100.0)
     if t_exit is not None:
-        if isinstance(t_exit, bool) or not isinstance(t_exit, int) or not 0 <= t_exit <= (steps or t_exit):
-            raise ValueError(f"t_exit counts sampling steps with noise regularization: an integer from 0 to "
-                             f"{steps} (the paper's default is 15 of 50), got {t_exit!r}")
+        t_exit = as_int(t_exit, "t_exit", "the sampling steps with noise regularization; the paper's default is "
+                        "15 of 50", 0, steps)
+    return omega, gamma, t_exit
 
 
 @torch.no_grad()
@@ -63,8 +63,7 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
     puts every (inversion, omega) pair in the same batch: (S*K, C, h, w), inversion-major.
     regularize=False turns the memory-bank regularization off (t_exit is then ignored). t_exit=None: the authors'
     15 of 50 steps, in proportion to the step count (round(0.3 N))."""
-    if not isinstance(omegas, (list, tuple)) or not omegas:
-        raise ValueError(f"omegas must be a non-empty list of numbers, got {omegas!r}")
+    omegas = as_list(omegas, "omegas", "numbers such as [0, 1, 3, 5]")
     invs = list(inv) if isinstance(inv, (list, tuple)) else [inv]
     if not invs:
         raise ValueError("scaled_sample got an empty list of inversions")
@@ -76,8 +75,8 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
     for one in invs:
         check_inversion(model, one, steps)
     t_exit = default_t_exit(steps) if t_exit is None else t_exit
-    for omega in omegas:
-        check_scale(omega, gamma, t_exit if regularize else None, steps)
+    gamma = check_scale(1.0, gamma)[1]
+    omegas = [check_scale(omega, gamma, t_exit if regularize else None, steps)[0] for omega in omegas]
     k, n = len(omegas), len(invs)
     w = torch.stack([weights(o, gamma, steps, clamp) for o in omegas]).repeat(n, 1).to(model.device)   # (S*K, N)
     c = Condition.cat([model.encode_text(one).repeat(k) for one in concepts])
@@ -118,7 +117,7 @@ def scale_concept(model: Model, x_or_inversion, concept: str, omega: float = 5.0
     The input is inverted with the concept prompt itself (unguided), as in the paper. omega > 1 enhances,
     0 <= omega < 1 removes, omega = 1 with gamma = 0 (and no regularization) reconstructs.
     Returns the edited image tensor (1, 3, H, W) in [-1, 1]."""
-    check_scale(omega, gamma, t_exit if regularize else None, steps)
+    omega, gamma, _ = check_scale(omega, gamma, t_exit if regularize else None, check_steps(steps))
     inv = _inversion_of(model, x_or_inversion, concept, steps, method)
     return model.decode(scaled_sample(model, inv, concept, [omega], gamma, t_exit, forward_prompt, clamp, regularize))
 
@@ -131,10 +130,12 @@ def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[f
     in one batch, returned as a list of (K, 3, H, W), one per input (images are inverted in one batch too)."""
     if not isinstance(x_or_inversion, (list, tuple)):
         inv = _inversion_of(model, x_or_inversion, concept, steps, method)
-        return model.decode(scaled_sample(model, inv, concept, list(omegas), gamma, t_exit, forward_prompt, clamp, regularize))
+        omegas = as_list(omegas, "omegas", "numbers such as [0, 1, 3, 5]")
+        return model.decode(scaled_sample(model, inv, concept, omegas, gamma, t_exit, forward_prompt, clamp, regularize))
     items = list(x_or_inversion)
     if not items:
         raise ValueError("sweep got an empty list of inputs")
+    omegas = as_list(omegas, "omegas", "numbers such as [0, 1, 3, 5]")
     concepts, invs = one_each(concept, len(items), "concepts"), list(items)
     for x in items:
         if isinstance(x, Inversion):
@@ -143,5 +144,5 @@ def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[f
     if todo:                                                         # the images: inverted in one batch
         for j, one in zip(todo, invert(model, [items[j] for j in todo], [concepts[j] for j in todo], steps=steps, method=method)):
             invs[j] = one
-    images = model.decode(scaled_sample(model, invs, concepts, list(omegas), gamma, t_exit, forward_prompt, clamp, regularize))
+    images = model.decode(scaled_sample(model, invs, concepts, omegas, gamma, t_exit, forward_prompt, clamp, regularize))
     return list(images.split(len(omegas)))

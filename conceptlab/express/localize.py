@@ -42,10 +42,12 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from ..checks import as_int
 from ..hooks import AttentionCache, AttentionRecorder, attention_layers, selects, unet_of
-from ..images import to_tensor
+from ..images import one_image, to_tensor
 from .cluster import Level, check_distributions, finch, symmetric_kl
 
+FLAT_IMAGE_STD = 0.02        # below it (pixels in [-1, 1]) an image holds no object to find
 PAPER_RECIPE = dict(instances=False, eot_scale="linear", eot_threshold="mean", delta_factor=1.0)
 """localize(model, image, **PAPER_RECIPE): the paper's phases as written (see the module docstring)."""
 REDO_SETTINGS = ("n_max", "delta_from", "instances", "eot_scale", "eot_threshold", "delta_factor")
@@ -114,6 +116,7 @@ class Localization:
 def record_attention(model, image, t: int = 0) -> AttentionCache:
     """One UNet pass on the clean latent of `image` at timestep t (the paper: 0) with the null prompt ""
     and no noise added (Sec. 3.2): the self- and cross-attention of every layer, heads averaged."""
+    t = as_int(t, "t", "the timestep of the UNet pass; the paper's is 0", 0, len(model.alphas_cumprod) - 1)
     x = to_tensor(image, model.image_size)
     z0 = model.encode(x)
     with AttentionRecorder(model, kind="both", heads="mean") as rec:
@@ -315,7 +318,10 @@ def localize(model, image, n_max: int = 10, renormalize: bool = True, t: int = 0
     if not any(k == "self" for k in attention_layers(unet_of(model)).values()):
         raise ValueError("this UNet has no self-attention layers to cluster")
     check_n_max(n_max)
-    x = to_tensor(image, model.image_size)
+    x = one_image(image, model.image_size, "localize")
+    if float(x.std()) < FLAT_IMAGE_STD:                  # nothing to find: the clusters would be the UNet's own
+        warnings.warn(f"the image is nearly uniform (pixel std {float(x.std()):.3f} in [-1, 1]): localize will still "
+                      "cluster its attention, but the concepts it returns stand for no object", stacklevel=2)
     cache = record_attention(model, x, t)
     attention, grid, _ = aggregate(cache, renormalize, layers)
     settings = dict(n_max=n_max, delta_from=delta_from, instances=instances, eot_scale=eot_scale,

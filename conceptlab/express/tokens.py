@@ -43,7 +43,8 @@ import torch
 import torch.nn.functional as F
 
 from ..hooks import LiveAttention, resize_grid
-from ..images import to_tensor
+from ..checks import as_seed
+from ..images import one_image
 
 
 @dataclass
@@ -252,13 +253,21 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
                          f"got {schedule!r}")
     if split_merge and not 0 < split_steps < steps:
         raise ValueError(f"split_steps must be between 1 and steps - 1 ({steps - 1}), got {split_steps}")
-    x = to_tensor(image, model.image_size)
+    seed = as_seed(seed)
+    x = one_image(image, model.image_size, "learn_tokens")
     masks, dists = as_concepts(concepts, tuple(x.shape[-2:]))
     n = len(masks)
     template = template or ("a {}" if model.toy else "a photo of {}")
+    if not isinstance(template, str) or template.count("{}") != 1:
+        raise ValueError(f"template must hold one '{{}}' where the token goes, e.g. 'a photo of {{}}', got {template!r}")
     g = g if split_merge else 1
     gen = torch.Generator().manual_seed(seed)
     table = TokenTable(model, n, g, split_merge, gen)
+    if joint and n > 1:                                     # the longest prompt must fit, never be cut
+        longest = len(table.tok(template.format(" and ".join(table.final))).input_ids)
+        if longest > table.tok.model_max_length:
+            raise ValueError(f"the joint prompt of {n} concepts is {longest} tokens but {model.name} reads at most "
+                             f"{table.tok.model_max_length}: pass joint=False, or fewer concepts")
 
     with torch.no_grad():                                   # the image and its flip, latents and masks
         z = torch.cat([model.encode(x), model.encode(torch.flip(x, dims=[-1]))])           # (2, C, h, w)

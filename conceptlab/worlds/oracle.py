@@ -39,6 +39,9 @@ def as_array(image) -> np.ndarray:
     if a.ndim == 3 and a.shape[0] == 3 and a.shape[-1] != 3:                     # (3, H, W) in [-1, 1]
         return (np.clip(a.astype(np.float32), -1, 1).transpose(1, 2, 0) + 1) * 127.5
     if a.ndim == 3 and a.shape[-1] == 3:
+        if a.dtype.kind == "f" and a.size and float(np.abs(a).max()) <= 1.0:
+            raise ValueError("a float (H, W, 3) array with values in [-1, 1] is ambiguous: the oracle reads (H, W, 3) "
+                             "arrays as 0..255 pixels. Give uint8 pixels, or a (3, H, W) tensor in [-1, 1]")
         return a.astype(np.float32)
     raise ValueError(f"expected an RGB image (PIL, (H, W, 3) uint8, or (3, H, W) in [-1, 1]), got shape {a.shape}")
 
