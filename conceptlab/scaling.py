@@ -72,8 +72,12 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
         model.check_prompt(c)
         model.check_prompt(fp, allow_empty=True)
     steps = invs[0].steps
-    for one in invs:
+    for one, c in zip(invs, concepts):
         check_inversion(model, one, steps)
+        if one.prompt != c:                  # the method inverts with c and scales that same c
+            raise ValueError(f"this inversion was made with the prompt {one.prompt!r} but the concept to scale is "
+                             f"{c!r}: scale {one.prompt!r}, or invert again with {c!r} (to sample with another "
+                             "prompt in the null branch, pass forward_prompt=...)")
     t_exit = default_t_exit(steps) if t_exit is None else t_exit
     gamma = check_scale(1.0, gamma)[1]
     omegas = [check_scale(omega, gamma, t_exit if regularize else None, steps)[0] for omega in omegas]

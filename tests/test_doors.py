@@ -112,6 +112,11 @@ def test_nan_inversion_is_refused(toy, inv):
         scaling.scale_concept(toy, bad, "a red circle", steps=4)
 
 
+def test_an_inversion_scales_its_own_concept(toy, inv):
+    with pytest.raises(ValueError, match="made with the prompt 'a red circle' but the concept to scale is 'a yellow square'"):
+        scaling.scale_concept(toy, inv, "a yellow square", steps=4)
+
+
 # ------------------------------------------------------------------ audio
 def test_waveforms_at_the_door():
     pcm = (np.sin(np.linspace(0, 200, 4000)) * 16000).astype(np.int16)
