@@ -63,6 +63,30 @@ def ddim_step(z: torch.Tensor, eps: torch.Tensor, abar_from: float, abar_to: flo
     return abar_to ** 0.5 * x0 + (1 - abar_to) ** 0.5 * eps
 
 
+def ddpm_sigma(abar_t: float, abar_s: float) -> float:
+    """The noise scale of a stochastic DDPM step from abar_t to the cleaner abar_s (DDIM's eta = 1):
+    sigma = sqrt((1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s))."""
+    return max(0.0, (1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s)) ** 0.5
+
+
+def ddpm_mean(z: torch.Tensor, eps: torch.Tensor, abar_t: float, abar_s: float) -> torch.Tensor:
+    """The mean of that step: sqrt(abar_s) x0_hat + sqrt(1 - abar_s - sigma^2) eps."""
+    sigma = ddpm_sigma(abar_t, abar_s)
+    return abar_s ** 0.5 * predict_x0(z, eps, abar_t) + max(0.0, 1 - abar_s - sigma ** 2) ** 0.5 * eps
+
+
+def ddpm_step(z: torch.Tensor, eps: torch.Tensor, abar_t: float, abar_s: float, noise: torch.Tensor) -> torch.Tensor:
+    """One stochastic DDPM step with a given noise map: z_s = mean + sigma * noise (edit-friendly sampling)."""
+    return ddpm_mean(z, eps, abar_t, abar_s) + ddpm_sigma(abar_t, abar_s) * noise
+
+
+def ddpm_noise(z: torch.Tensor, z_s: torch.Tensor, eps: torch.Tensor, abar_t: float, abar_s: float) -> torch.Tensor:
+    """The noise map that makes ddpm_step land exactly on z_s (Huberman-Spiegelglas et al. 2024, eq. 5);
+    zero where the step adds no noise."""
+    sigma = ddpm_sigma(abar_t, abar_s)
+    return (z_s - ddpm_mean(z, eps, abar_t, abar_s)) / sigma if sigma > 0 else torch.zeros_like(z)
+
+
 def alpha_pairs(alphas_cumprod: torch.Tensor, timesteps: torch.Tensor, final_alpha: float) -> list[tuple[float, float]]:
     """For each sampling step i, (abar at t_i, abar at the next cleaner timestep); the cleanest step goes to
     `final_alpha` (the scheduler's final_alpha_cumprod: abar_0 when set_alpha_to_one is False, as in SD)."""

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 import torch
 
 from . import hooks
-from .ddim import check_steps, ddim_step
+from .checks import as_seed
+from .ddim import add_noise, check_steps, ddim_step, ddpm_noise, ddpm_step
 from .models import Condition, Model
 
-METHODS = ("ddim", "renoise")
+METHODS = ("ddim", "renoise", "ddpm")
 RENOISE_AVERAGE_BELOW = 250          # ReNoise averages its estimates only at low timesteps (book/methods.md)
 
 
@@ -33,6 +34,7 @@ class Inversion:
     prompt: str
     method: str
     model_name: str
+    noises: torch.Tensor | None = None      # method "ddpm": (N, C, h, w), the noise map of each sampling step
 
     @property
     def steps(self) -> int:
@@ -49,12 +51,17 @@ class Inversion:
     def save(self, path) -> None:
         """Write to one file (torch.save of plain tensors and strings), to reuse an expensive inversion."""
         torch.save(dict(latents=self.latents.cpu(), timesteps=self.timesteps.cpu(), prompt=self.prompt,
-                        method=self.method, model_name=self.model_name), path)
+                        method=self.method, model_name=self.model_name,
+                        noises=None if self.noises is None else self.noises.cpu()), path)
 
     @classmethod
     def load(cls, path) -> "Inversion":
         d = torch.load(path, weights_only=True)
-        return cls(d["latents"], d["timesteps"], d["prompt"], d["method"], d["model_name"])
+        return cls(d["latents"], d["timesteps"], d["prompt"], d["method"], d["model_name"], d.get("noises"))
+
+    def noise_at(self, i: int) -> torch.Tensor | None:
+        """The noise map sampling step i adds (1, C, h, w), for an edit-friendly ("ddpm") inversion; else None."""
+        return None if self.noises is None else self.noises[i: i + 1]
 
 
 def alpha_pairs(model: Model, timesteps: torch.Tensor) -> list[tuple[float, float]]:
@@ -64,7 +71,7 @@ def alpha_pairs(model: Model, timesteps: torch.Tensor) -> list[tuple[float, floa
 
 @torch.no_grad()
 def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method: str = "ddim",
-           renoise_steps: int = 1) -> Inversion | list[Inversion]:
+           renoise_steps: int = 1, seed: int = 0) -> Inversion | list[Inversion]:
     """Invert an image (PIL, uint8 array, or tensor (1, 3, H, W) in [-1, 1]) with `prompt`, unguided,
     over the same N timesteps as sampling. Returns the Inversion with its latent bank.
 
@@ -76,7 +83,12 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     method="renoise" (Garibi et al. 2024): after the DDIM estimate of the noisier latent, evaluate eps
     again *at that estimate* `renoise_steps` times, each time redoing the step from the cleaner latent;
     below timestep 250 the step uses the mean of all the estimates, above it the last one. (ReNoise's own
-    inversion-time noise regularization, patch-KL and auto-correlation, is not implemented here.)"""
+    inversion-time noise regularization, patch-KL and auto-correlation, is not implemented here.)
+    method="ddpm": edit-friendly DDPM inversion (Huberman-Spiegelglas et al. 2024): every noisy latent is drawn
+    independently from the forward process, z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) n_t (seeded by `seed`),
+    and each sampling step's noise map is solved so that a stochastic DDPM step lands on the next one exactly:
+    the round trip is exact by construction. Sampling from such an inversion adds its noise maps (`noises`).
+    Each image of a list draws from its own generator seeded by `seed`, so it is inverted as it would be alone."""
     if method not in METHODS:
         raise ValueError(f"unknown inversion method {method!r}; available: {METHODS}")
     if isinstance(renoise_steps, bool) or not isinstance(renoise_steps, int) or renoise_steps < 0:
@@ -102,6 +114,8 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     z = torch.cat(z)                                                   # (B, C, h, w)
     cond = Condition.cat([model.encode_text(p) for p in prompts])
     timesteps = model.timesteps(steps)
+    if method == "ddpm":
+        return _edit_friendly(model, z, cond, prompts, timesteps, as_seed(seed), many)
     bank = [z]
     with hooks.own_loop():
         for k, ((abar_t, abar_s), t) in enumerate(zip(reversed(alpha_pairs(model, timesteps)), timesteps.flip(0))):
@@ -120,6 +134,41 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     bank = torch.stack(bank)                                           # (N+1, B, C, h, w)
     out = [Inversion(bank[:, b].contiguous(), timesteps, p, method, model.name) for b, p in enumerate(prompts)]
     return out if many else out[0]
+
+
+def _edit_friendly(model: Model, z0: torch.Tensor, cond: Condition, prompts: list[str], timesteps: torch.Tensor,
+                   seed: int, many: bool):
+    """Edit-friendly DDPM inversion of clean latents z0 (B, C, h, w): N UNet calls, as DDIM's."""
+    pairs = alpha_pairs(model, timesteps)                               # (abar_t, abar_s) per sampling step
+    draws = []                                       # per image its own generator: a batch equals each alone
+    for _ in range(len(z0)):
+        gen = torch.Generator().manual_seed(seed)
+        draws.append(torch.stack([torch.randn(z0.shape[1:], generator=gen) for _ in pairs]))   # (N, C, h, w)
+    draws = torch.stack(draws, 1).to(z0)                                # (N, B, C, h, w)
+    noisy = [add_noise(z0, draws[i], abar_t) for i, (abar_t, _) in enumerate(pairs)]
+    bank = [z0] + noisy[::-1]                                           # bank[N - i]: the latent of step i
+    noises = []
+    with hooks.own_loop():
+        for i, ((abar_t, abar_s), t) in enumerate(zip(pairs, timesteps)):
+            z_t, z_s = bank[len(pairs) - i], bank[len(pairs) - i - 1]
+            eps = model.eps(z_t, t, cond)
+            hooks.report(i, t, z_t, eps, {"cond": eps}, stage="invert")
+            noises.append(ddpm_noise(z_t, z_s, eps, abar_t, abar_s))
+    bank, noises = torch.stack(bank), torch.stack(noises)              # (N+1, B, ...), (N, B, ...)
+    out = [Inversion(bank[:, b].contiguous(), timesteps, p, "ddpm", model.name, noises[:, b].contiguous())
+           for b, p in enumerate(prompts)]
+    return out if many else out[0]
+
+
+def step_noise(invs: list[Inversion], i: int, repeat: int = 1) -> torch.Tensor | None:
+    """The batch's noise maps at sampling step i (each inversion's repeated `repeat` times), or None when the
+    inversions are deterministic (DDIM, ReNoise). Edit-friendly and deterministic inversions do not mix."""
+    kinds = {one.noises is not None for one in invs}
+    if len(kinds) > 1:
+        raise ValueError("edit-friendly (ddpm) inversions cannot share a batch with DDIM or ReNoise ones")
+    if kinds == {False}:
+        return None
+    return torch.cat([one.noise_at(i).repeat(repeat, 1, 1, 1) for one in invs])
 
 
 def one_each(value, n: int, what: str) -> list:
@@ -168,5 +217,25 @@ def reconstruct(model: Model, inv: Inversion | list[Inversion], prompt: str | li
         check_inversion(model, one, invs[0].steps)
     prompts = [one.prompt for one in invs] if prompt is None else one_each(prompt, len(invs), "prompts")
     cond = Condition.cat([model.encode_text(p) for p in prompts])
-    z0 = sample(model, torch.cat([one.z_T for one in invs]), cond, invs[0].steps, guidance)
-    return model.decode(z0)
+    z_T = torch.cat([one.z_T for one in invs])
+    if step_noise(invs, 0) is None:
+        return model.decode(sample(model, z_T, cond, invs[0].steps, guidance))
+    return model.decode(_sample_with_noises(model, invs, z_T, cond, guidance))
+
+
+@torch.no_grad()
+def _sample_with_noises(model: Model, invs: list[Inversion], z: torch.Tensor, cond: Condition,
+                        guidance: float) -> torch.Tensor:
+    """`sample`, but each step a DDPM step with the inversions' noise maps (edit-friendly reconstruction)."""
+    null = model.null().repeat(len(z)) if guidance != 1.0 else None
+    timesteps = invs[0].timesteps
+    with hooks.own_loop():
+        for i, ((abar_t, abar_s), t) in enumerate(zip(alpha_pairs(model, timesteps), timesteps)):
+            if null is None:
+                eps = model.eps(z, t, cond)
+            else:
+                e_null, e_c = model.eps(torch.cat([z, z]), t, Condition.cat([null, cond])).chunk(2)
+                eps = e_null + guidance * (e_c - e_null)
+            hooks.report(i, t, z, eps, {"cond": eps}, stage="sample")
+            z = ddpm_step(z, eps, abar_t, abar_s, step_noise(invs, i))
+    return z

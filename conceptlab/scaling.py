@@ -21,8 +21,8 @@ import torch
 
 from . import hooks
 from .checks import as_int, as_list, as_number
-from .ddim import check_steps, ddim_step
-from .inversion import Inversion, alpha_pairs, check_inversion, invert, one_each
+from .ddim import check_steps, ddim_step, ddpm_step
+from .inversion import Inversion, alpha_pairs, check_inversion, invert, one_each, step_noise
 from .models import Condition, Model
 
 
@@ -103,7 +103,8 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
                 eps = e_null + wi * (e_c - e_null)
                 branches = {"null": e_null, "concept": e_c}
             hooks.report(i, t, z, eps, branches, stage="scaled")
-            z = ddim_step(z, eps, abar_t, abar_s)
+            noise = step_noise(invs, i, k)                           # edit-friendly inversions: their noise maps
+            z = ddim_step(z, eps, abar_t, abar_s) if noise is None else ddpm_step(z, eps, abar_t, abar_s, noise)
     return z
 
 

@@ -103,3 +103,40 @@ def test_batched_inversion_refuses_mismatched_input(tiny):
         inversion.reconstruct(tiny, [inversion.invert(tiny, s.image, "a", steps=3)], prompt=["a", "b"])
     with pytest.raises(TypeError, match="takes Inversions"):
         inversion.reconstruct(tiny, [s.image])
+
+
+def test_ddpm_step_lands_where_its_noise_map_says():
+    g = torch.Generator().manual_seed(0)
+    z, eps, target = (torch.randn(1, 4, 3, 3, generator=g) for _ in range(3))
+    noise = ddim.ddpm_noise(z, target, eps, 0.3, 0.6)
+    assert torch.allclose(ddim.ddpm_step(z, eps, 0.3, 0.6, noise), target, atol=1e-5)
+    # eta = 1: sigma^2 = (1 - abar_s) / (1 - abar_t) (1 - abar_t / abar_s), the posterior variance of DDPM
+    assert ddim.ddpm_sigma(0.3, 0.6) == pytest.approx(((0.4 / 0.7) * (1 - 0.5)) ** 0.5)
+
+
+def test_edit_friendly_inversion_round_trip_is_exact(tiny, tmp_path):
+    """Huberman-Spiegelglas et al.: the noisy latents are drawn independently and each step's noise map is
+    solved, so sampling back with the inversion's prompt lands on the clean latent itself."""
+    scenes = [shapes.scene("heldout", i) for i in range(2)]
+    invs = inversion.invert(tiny, [s.image for s in scenes], [s.caption for s in scenes], steps=6, method="ddpm",
+                            seed=3)
+    for s, inv in zip(scenes, invs):
+        assert inv.method == "ddpm" and inv.noises.shape == (6, 4, 16, 16) and inv.latents.shape == (7, 4, 16, 16)
+        assert torch.allclose(inv.latents[0:1], tiny.encode(s.image))
+    again = inversion.invert(tiny, scenes[0].image, scenes[0].caption, steps=6, method="ddpm", seed=3)
+    assert torch.allclose(again.latents, invs[0].latents, atol=1e-5)                 # seeded
+    other = inversion.invert(tiny, scenes[0].image, scenes[0].caption, steps=6, method="ddpm", seed=4)
+    assert not torch.allclose(other.latents[1:], invs[0].latents[1:])
+    x = torch.cat([tiny.encode(s.image) for s in scenes])
+    back = inversion.reconstruct(tiny, invs)
+    assert torch.allclose(back, tiny.decode(x), atol=1e-4)                           # exact, up to rounding
+    # scaling at omega 1, gamma 0, no regularization is the same reconstruction
+    from conceptlab import scaling
+
+    same = scaling.scale_concept(tiny, invs[0], scenes[0].caption, omega=1.0, gamma=0, regularize=False, steps=6)
+    assert torch.allclose(same, back[:1], atol=1e-4)
+    invs[0].save(tmp_path / "ef.pt")
+    assert torch.equal(inversion.Inversion.load(tmp_path / "ef.pt").noises, invs[0].noises)
+    ddim_inv = inversion.invert(tiny, scenes[1].image, scenes[1].caption, steps=6)
+    with pytest.raises(ValueError, match="cannot share a batch"):
+        inversion.reconstruct(tiny, [invs[0], ddim_inv])
