@@ -11,6 +11,8 @@ def to_tensor(image, size: tuple[int, int] | None = None, name: str = "image") -
     -> a new float32 tensor (B, 3, H, W) in [-1, 1]. The input is never modified.
 
     `size` = (height, width) the model expects; a mismatch is an error that says how to fix it.
+    A float tensor must hold [-1, 1] values. One in [0, 1] (torchvision's convention) is valid [-1, 1] data and
+    cannot be told apart: it reads as a washed-out picture. Convert it first with x * 2 - 1.
     """
     if isinstance(image, (list, tuple)):
         if not image:
