@@ -12,22 +12,22 @@ def as_number(value, name: str, hint: str, lo: float | None = None, hi: float | 
     """A finite real number (int, float or numpy scalar, not bool) within [lo, hi] -> float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
         raise ValueError(f"{name} must be a finite number ({hint}), got {value!r}")
-    value = float(value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        span = f"from {lo:g} to {hi:g}" if lo is not None and hi is not None else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
-        raise ValueError(f"{name} must be {span} ({hint}), got {value!r}")
-    return value
+    return _within(float(value), name, hint, lo, hi, "")
 
 
 def as_int(value, name: str, hint: str, lo: int | None = None, hi: int | None = None) -> int:
     """An integer (int or numpy integer, not bool) within [lo, hi] -> int."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer ({hint}), got {value!r}")
-    value = int(value)
-    if (lo is not None and value < lo) or (hi is not None and value > hi):
-        span = f"from {lo} to {hi}" if lo is not None and hi is not None else (f">= {lo}" if lo is not None else f"<= {hi}")
-        raise ValueError(f"{name} must be an integer {span} ({hint}), got {value!r}")
-    return value
+    return _within(int(value), name, hint, lo, hi, "an integer ")
+
+
+def _within(value, name: str, hint: str, lo, hi, kind: str):
+    """value itself when lo <= value <= hi (either bound may be None), else an error naming the range."""
+    if (lo is None or value >= lo) and (hi is None or value <= hi):
+        return value
+    span = f"from {lo:g} to {hi:g}" if lo is not None and hi is not None else (f">= {lo:g}" if lo is not None else f"<= {hi:g}")
+    raise ValueError(f"{name} must be {kind}{span} ({hint}), got {value!r}")
 
 
 def as_seed(seed) -> int:

@@ -18,7 +18,7 @@ import torch
 
 from . import hooks
 from .checks import as_seed
-from .ddim import add_noise, check_steps, ddim_step, ddpm_noise, ddpm_step
+from .ddim import add_noise, check_steps, ddim_step, ddpm_noise
 from .models import Condition, Model
 
 METHODS = ("ddim", "renoise", "ddpm")
@@ -195,12 +195,12 @@ def check_inversion(model: Model, inv: Inversion, steps: int):
 
 @torch.no_grad()
 def sample(model: Model, z_T: torch.Tensor, cond: Condition, steps: int, guidance: float = 1.0,
-           null: Condition | None = None) -> torch.Tensor:
+           null: Condition | None = None, noises=None) -> torch.Tensor:
     """Deterministic DDIM sampling from z_T (B, C, h, w) with classifier-free guidance
     eps = eps_null + guidance (eps_c - eps_null) (guidance 1: the conditional prediction alone).
     Returns the clean latent (B, C, h, w)."""
     with hooks.own_loop():
-        return model.sample(z_T, cond, steps, guidance, null=null, report=hooks.report)
+        return model.sample(z_T, cond, steps, guidance, null=null, report=hooks.report, noises=noises)
 
 
 def reconstruct(model: Model, inv: Inversion | list[Inversion], prompt: str | list[str] | None = None,
@@ -218,24 +218,5 @@ def reconstruct(model: Model, inv: Inversion | list[Inversion], prompt: str | li
     prompts = [one.prompt for one in invs] if prompt is None else one_each(prompt, len(invs), "prompts")
     cond = Condition.cat([model.encode_text(p) for p in prompts])
     z_T = torch.cat([one.z_T for one in invs])
-    if step_noise(invs, 0) is None:
-        return model.decode(sample(model, z_T, cond, invs[0].steps, guidance))
-    return model.decode(_sample_with_noises(model, invs, z_T, cond, guidance))
-
-
-@torch.no_grad()
-def _sample_with_noises(model: Model, invs: list[Inversion], z: torch.Tensor, cond: Condition,
-                        guidance: float) -> torch.Tensor:
-    """`sample`, but each step a DDPM step with the inversions' noise maps (edit-friendly reconstruction)."""
-    null = model.null().repeat(len(z)) if guidance != 1.0 else None
-    timesteps = invs[0].timesteps
-    with hooks.own_loop():
-        for i, ((abar_t, abar_s), t) in enumerate(zip(alpha_pairs(model, timesteps), timesteps)):
-            if null is None:
-                eps = model.eps(z, t, cond)
-            else:
-                e_null, e_c = model.eps(torch.cat([z, z]), t, Condition.cat([null, cond])).chunk(2)
-                eps = e_null + guidance * (e_c - e_null)
-            hooks.report(i, t, z, eps, {"cond": eps}, stage="sample")
-            z = ddpm_step(z, eps, abar_t, abar_s, step_noise(invs, i))
-    return z
+    noises = None if step_noise(invs, 0) is None else (lambda i: step_noise(invs, i))      # edit-friendly
+    return model.decode(sample(model, z_T, cond, invs[0].steps, guidance, noises=noises))

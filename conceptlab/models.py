@@ -408,11 +408,12 @@ class Model:
 
     @torch.no_grad()
     def sample(self, z_T: torch.Tensor, cond: Condition, steps: int, guidance: float = 1.0,
-               null: Condition | None = None, report=None) -> torch.Tensor:
+               null: Condition | None = None, report=None, noises=None) -> torch.Tensor:
         """Deterministic DDIM sampling from z_T (B, C, h, w) with classifier-free guidance
         eps = eps_null + guidance (eps_c - eps_null) (guidance 1: the conditional prediction alone).
         `report(i, t, z, eps, branches)` is called once per step (inversion.sample passes the hooks' one).
-        Returns the clean latent (B, C, h, w)."""
+        noises(i) -> (B, C, h, w) or None: a stochastic DDPM step with that noise map instead (edit-friendly
+        inversions). Returns the clean latent (B, C, h, w)."""
         timesteps = self.timesteps(steps)
         z = z_T
         null = self.null() if null is None else null
@@ -428,7 +429,8 @@ class Model:
                 branches = {"uncond": e_null, "cond": e_c}
             if report is not None:
                 report(i, t, z, eps, branches)
-            z = ddim.ddim_step(z, eps, abar_t, abar_s)
+            noise = None if noises is None else noises(i)
+            z = ddim.ddim_step(z, eps, abar_t, abar_s) if noise is None else ddim.ddpm_step(z, eps, abar_t, abar_s, noise)
         return z
 
 

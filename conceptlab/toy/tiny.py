@@ -119,6 +119,20 @@ def file_tokenizers(out: Path):
     return roberta, t5
 
 
+def _tiny_clap(vocab_size: int, spec_size: int, window_size: int, hidden_size: int, patch: int):
+    """A narrow random ClapModel: a one-layer text branch over `vocab_size` tokens and a two-stage Swin audio
+    branch on a `spec_size` spectrogram (LAION's CLAP: 256, the clip's 64 mel bands folded in)."""
+    from transformers import ClapAudioConfig, ClapConfig, ClapModel, ClapTextConfig
+
+    text = ClapTextConfig(vocab_size=vocab_size, hidden_size=16, intermediate_size=32, num_attention_heads=2,
+                          num_hidden_layers=1, max_position_embeddings=vocab.MAX_LENGTH + 2, pad_token_id=0,
+                          bos_token_id=2, eos_token_id=3, projection_dim=16)
+    audio = ClapAudioConfig(spec_size=spec_size, window_size=window_size, num_mel_bins=64, intermediate_size=32,
+                            depths=[1, 1], num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=hidden_size,
+                            patch_size=patch, patch_stride=patch, patch_embeds_hidden_size=8, projection_dim=16)
+    return ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+
+
 def audioldm2(vocab_dir: Path | None = None, native: bool = False):
     """A tiny random AudioLDM2Pipeline: CLAP text branch, T5 encoder, projection, GPT-2 that generates 8
     conditioning vectors, the two-stream UNet above, a 1-channel mel VAE and a HiFi-GAN vocoder with AudioLDM 2's
@@ -126,8 +140,7 @@ def audioldm2(vocab_dir: Path | None = None, native: bool = False):
     vocabulary files written there (file_tokenizers)."""
     from diffusers import AudioLDM2Pipeline
     from diffusers.pipelines.audioldm2.modeling_audioldm2 import AudioLDM2ProjectionModel
-    from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapTextConfig,
-                              GPT2Config, GPT2LMHeadModel, RobertaTokenizerFast, SpeechT5HifiGan,
+    from transformers import (ClapFeatureExtractor, GPT2Config, GPT2LMHeadModel, RobertaTokenizerFast, SpeechT5HifiGan,
                               SpeechT5HifiGanConfig, T5Config, T5EncoderModel, T5TokenizerFast)
 
     torch.manual_seed(0)
@@ -136,13 +149,7 @@ def audioldm2(vocab_dir: Path | None = None, native: bool = False):
         t5 = _word_tokenizer(T5TokenizerFast, "<pad>", [])
     else:
         roberta, t5 = file_tokenizers(vocab_dir)
-    text = ClapTextConfig(vocab_size=len(roberta), hidden_size=16, intermediate_size=32, num_attention_heads=2,
-                          num_hidden_layers=1, max_position_embeddings=vocab.MAX_LENGTH + 2, pad_token_id=0,
-                          bos_token_id=2, eos_token_id=3, projection_dim=16)
-    audio = ClapAudioConfig(spec_size=64, window_size=4, num_mel_bins=64, intermediate_size=32, depths=[1, 1],
-                            num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=32, patch_size=2,
-                            patch_stride=2, patch_embeds_hidden_size=8, projection_dim=16)
-    clap = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+    clap = _tiny_clap(len(roberta), spec_size=64, window_size=4, hidden_size=32, patch=2)
     t5_encoder = T5EncoderModel(T5Config(vocab_size=len(t5), d_model=32, d_ff=37, d_kv=8, num_layers=1, num_heads=2,
                                          pad_token_id=0, eos_token_id=3))
     gpt = GPT2LMHeadModel(GPT2Config(n_embd=16, n_head=2, n_layer=1, vocab_size=8, n_positions=64, max_new_tokens=8,
@@ -325,18 +332,11 @@ def sam():
 def clap(vocab_dir: Path):
     """A random ClapModel (LAION CLAP's layout, narrow: 48 kHz clips of 10 s, a 256-wide Swin spectrogram) with
     its processor, for sound presence."""
-    from transformers import (ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, ClapProcessor,
-                              ClapTextConfig)
+    from transformers import ClapFeatureExtractor, ClapProcessor
 
     roberta, _ = file_tokenizers(vocab_dir)
     torch.manual_seed(0)
-    text = ClapTextConfig(vocab_size=len(roberta), hidden_size=16, intermediate_size=32, num_attention_heads=2,
-                          num_hidden_layers=1, max_position_embeddings=vocab.MAX_LENGTH + 2, pad_token_id=0,
-                          bos_token_id=2, eos_token_id=3, projection_dim=16)
-    audio = ClapAudioConfig(spec_size=256, window_size=8, num_mel_bins=64, intermediate_size=32, depths=[1, 1],
-                            num_attention_heads=[2, 2], num_hidden_layers=2, hidden_size=16, patch_size=4,
-                            patch_stride=4, patch_embeds_hidden_size=8, projection_dim=16)
-    model = ClapModel(ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=16))
+    model = _tiny_clap(len(roberta), spec_size=256, window_size=8, hidden_size=16, patch=4)
     features = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")    # as laion/clap-htsat-unfused
     return model, ClapProcessor(feature_extractor=features, tokenizer=roberta)
 
