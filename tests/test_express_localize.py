@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from conceptlab import express, metrics
-from conceptlab.express.cluster import finch, finch_k, kmeans, symmetric_kl
+from conceptlab.express.cluster import authors_kl, finch, finch_k, kmeans, symmetric_kl
 from conceptlab.express.localize import (PAPER_RECIPE, adjacency, aggregate, end_of_text_filter, end_of_text_index,
                                          end_of_text_map, find_concepts, pre_cluster, record_attention,
                                          split_instances)
@@ -140,7 +140,7 @@ def test_last_level_still_above_n_max(monkeypatch):
     """An early-stopping hierarchy (the authors' FINCH can stop above N_max): we take its last level."""
     a, eot, lab = squares_scene(4)
     flat = lab.flatten() + 1
-    monkeypatch.setattr(loc_mod, "finch", lambda x: [loc_mod.Level(np.arange(256), 0.0), loc_mod.Level(flat, 0.1)])
+    monkeypatch.setattr(loc_mod, "finch", lambda x, **kw: [loc_mod.Level(np.arange(256), 0.0), loc_mod.Level(flat, 0.1)])
     levels, chosen, delta, notes = pre_cluster(a, n_max=3)
     assert chosen == 1 and delta == 0.1 and "last" in notes[0]
 
@@ -350,3 +350,124 @@ def test_localization_figures(toy):
     widgets.n_max_explorer(toy, image, values=(4, 10), static=True)
     assert len(plt.get_fignums()) == before + 2
     plt.close("all")
+
+
+# ------------------------------------------------------------------------------------------ the authors' code
+def authors_finch(data, min_sim=None, masks=None):
+    """FINCH as ConceptExpress's clustering/finch.py @db1dc61 runs it, re-derived in numpy for this test:
+    first neighbours over all points; candidate links the off-diagonal non-zeros of (A+I)(A+I)^T; a link cut
+    when its distance exceeds min_sim or the two clusters' masks do not touch (fewer 4-connected pieces
+    together than apart); plain means of the data rows; a later level dropped when it leaves one cluster or
+    merges nothing, and the loop run while a level merges more than one pair. Returns (levels (n, L),
+    counts, per level max(d * count) over the kept links, None for the first)."""
+    import scipy.sparse as sp
+    from scipy import ndimage
+
+    def kld(m):                        # their symmetric KL, no epsilon; float64 (see cluster.authors_kl)
+        m = m.astype(np.float64)
+        plogp = np.sum(m * np.log(m), -1, keepdims=True)
+        pq = plogp - m @ np.log(m).T
+        return (pq + pq.T) / 2
+
+    def pieces(mask):
+        return ndimage.label(mask)[1]
+
+    def rank(mat, cur_masks):
+        d = kld(mat)
+        np.fill_diagonal(d, 1e12)
+        first = np.argmin(d, 1)
+        s = len(mat)
+        a = sp.csr_matrix((np.ones(s), (np.arange(s), first)), shape=(s, s)) + sp.eye(s, format="csr")
+        a = (a @ a.T).toarray()
+        np.fill_diagonal(a, 0)
+        if min_sim is not None:
+            a[d > min_sim] = 0
+        if cur_masks is not None:
+            for i in range(s):
+                for j in range(s):
+                    if i != j and pieces(cur_masks[i] | cur_masks[j]) == pieces(cur_masks[i]) + pieces(cur_masks[j]):
+                        a[i, j] = 0
+        k, u = sp.csgraph.connected_components(sp.csr_matrix(a), directed=True, connection="weak")
+        return u, k, float(np.max(d * a))
+
+    def means(c):
+        return np.stack([data[c == j].mean(0) for j in range(c.max() + 1)])
+
+    def merged_masks(c):
+        return None if masks is None else np.stack([masks[c == j].any(0) for j in range(c.max() + 1)])
+
+    c, k0, _ = rank(data, masks)
+    cols, counts, links = [c], [k0], [min_sim]
+    exit_clust = 2
+    while exit_clust > 1:
+        u, k, link = rank(means(cols[-1]), merged_masks(cols[-1]))
+        exit_clust = counts[-1] - k
+        if k == 1 or exit_clust < 1:
+            break
+        cols.append(u[cols[-1]])
+        counts.append(k)
+        links.append(link)
+    return np.stack(cols, 1), counts, links
+
+
+def authors_localization(model, image):
+    """ConceptExpress's localization (train.py get_self_attention and cluster_attention @db1dc61) on the grid
+    of the model's finest self-attention (their 64 x 64), re-derived for this test: grid masks (N, h, w)."""
+    cache = record_attention(model, image)
+    grid = cache.finest("self")
+    side = grid[0]
+    out, rw = 0.0, 0.0
+    for name in cache.layers("self"):
+        res = cache.grids[name][0]
+        maps = cache.maps("self", layers=[name]).mean(0).float()                     # (q, q) heads averaged
+        up = torch.nn.functional.interpolate(maps.reshape(1, -1, res, res), size=grid, mode="bilinear")
+        up = up.reshape(res, res, -1).repeat_interleave(side // res, 0).repeat_interleave(side // res, 1)
+        out = out + up.reshape(side * side, side * side) * (res / side)
+        rw += res / side
+    x = (out / rw)
+    x = (x / x.sum(-1, keepdim=True)).numpy()
+    c, counts, links = authors_finch(x)
+    index = next(i for i, k in enumerate(counts) if k >= 10 and counts[i + 1] < 10)    # their crash if none
+    labels, min_sim = c[:, index], links[index]
+    cross = [n for n in cache.layers("cross") if cache.grids[n] == (16, 16)]
+    eot = cache.maps("cross", layers=cross).mean(0)[:, end_of_text_index(model.tokenizer)].reshape(1, 1, 16, 16)
+    eot = torch.nn.functional.interpolate(eot, size=grid, mode="bilinear").reshape(grid).float()
+    eot = ((eot - eot.min()) / (eot.max() - eot.min())).numpy()
+    kept = [j for j in range(labels.max() + 1)
+            if (eot * (labels == j).reshape(grid)).sum() / (labels == j).sum() / eot.mean() > 1.0]
+    masks = np.stack([(labels == j).reshape(grid) for j in kept])
+    feats = np.stack([x[labels == j].mean(0) for j in kept])
+    c2, _, _ = authors_finch(feats, min_sim=min_sim, masks=masks)
+    final = c2[:, -1]
+    return np.stack([masks[final == j].any(0) for j in range(final.max() + 1)])
+
+
+def same_masks(a, b):
+    return len(a) == len(b) and sorted(m.tobytes() for m in a) == sorted(m.tobytes() for m in b)
+
+
+def test_authors_preset_is_the_authors_localization(toy):
+    """express.AUTHORS_LOCALIZE gives the authors' concepts on 10 of 10 held-out toy scenes."""
+    for i in range(10):
+        image = shapes.scene("heldout", i).image
+        theirs = authors_localization(toy, image)
+        ours = express.localize(toy, image, **express.AUTHORS_LOCALIZE)
+        assert same_masks(np.stack([c.grid_mask for c in ours.concepts]), theirs), i
+
+
+def test_authors_finch_step_matches_the_re_derivation():
+    """cluster.finch(linking="authors") on random distributions: the same levels and links as authors_finch,
+    with and without a delta cut."""
+    x = rows(40, 16, 3, torch.float64)
+    theirs, counts, links = authors_finch(x.numpy())
+    ours = finch(x, distance=authors_kl, linking="authors")
+    assert [lv.k for lv in ours] == counts
+    for j, lv in enumerate(ours):
+        assert np.array_equal(np.unique(lv.labels, return_inverse=True)[1], np.unique(theirs[:, j], return_inverse=True)[1])
+        if j:
+            assert abs(lv.link - links[j]) < 1e-4 * links[j]
+    cut = links[1] * 0.5
+    theirs_cut, counts_cut, _ = authors_finch(x.numpy(), min_sim=cut)
+    ours_cut = finch(x, distance=authors_kl, max_link=cut, linking="authors")
+    assert counts_cut[0] < 40 and [lv.k for lv in ours_cut] == counts_cut   # the cut leaves some links
+    assert counts_cut[-1] > counts[-1]                                      # and holds merges back

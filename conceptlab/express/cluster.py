@@ -16,10 +16,11 @@ from typing import Callable
 
 import numpy as np
 import torch
-from scipy.sparse import coo_matrix
+from scipy.sparse import coo_matrix, identity
 from scipy.sparse.csgraph import connected_components
 
 EPS = 1e-8
+LINKINGS = ("first", "authors")
 
 
 def check_distributions(p: torch.Tensor, name: str = "p") -> torch.Tensor:
@@ -62,10 +63,23 @@ def symmetric_kl(p: torch.Tensor, q: torch.Tensor | None = None, eps: float = EP
     return d
 
 
+def authors_kl(p: torch.Tensor) -> torch.Tensor:
+    """All-pairs symmetric KL of rows p (n, d) by the authors' formula (ptp_utils.kld_distance @db1dc61:
+    no epsilon, (h_p - P log(P)^T) and its transpose averaged), computed in float64: (n, n) float64.
+    Their float32 arithmetic cancels h_p against P log(P)^T, so near-identical rows (a uniform background)
+    get distances of rounding noise and first neighbours that change with the BLAS; in float64 the
+    hierarchy is reproducible, and that is what the AUTHORS presets and their parity tests compare."""
+    p = check_distributions(p, "p").double()
+    log_p = torch.log(p.clamp(min=1e-300))
+    pq = (p * log_p).sum(1, keepdim=True) - p @ log_p.T              # (n, n): KL(p_i || p_j)
+    return (pq + pq.T) / 2
+
+
 @dataclass
 class Level:
     """One level of the hierarchy. labels: (n,) cluster of every original point, 0..k-1;
-    link: the largest first-neighbour distance that was used to form this level (its delta)."""
+    link: the largest link that was used to form this level (its delta): the largest first-neighbour
+    distance (linking "first"), or the authors' measure (linking "authors", see `authors_partition`)."""
     labels: np.ndarray
     link: float
 
@@ -97,14 +111,49 @@ def first_neighbour_partition(d: torch.Tensor, allowed: torch.Tensor | None = No
     return labels, float(dist[keep].max()) if keep.any() else 0.0
 
 
+def authors_partition(d: torch.Tensor, allowed: torch.Tensor | None = None,
+                      max_link: float | None = None) -> tuple[np.ndarray, float]:
+    """FINCH's step as the ConceptExpress code takes it (clustering/finch.py @db1dc61, book/methods.md).
+    kappa_i = argmin_j d[i, j] over every j != i: the constraints are not consulted when choosing it. The
+    candidate links are the off-diagonal non-zeros of (A+I)(A+I)^T, A the first-neighbour matrix: i with
+    kappa_i, and siblings (kappa_i = kappa_j) among them, so a sibling pair is judged by its own distance.
+    A candidate is cut when d > max_link or when `allowed` says no; the partition is what stays connected.
+    Returns (labels (k,), link) where link is the largest d * (A+I)(A+I)^T over the links kept: that matrix
+    counts 2 for mutual neighbours, so the authors' delta can be twice the longest link."""
+    k = d.shape[0]
+    d = d.double().clone()
+    d.fill_diagonal_(float("inf"))
+    kappa = d.argmin(1).numpy()
+    d.fill_diagonal_(0)
+    a = coo_matrix((np.ones(k), (np.arange(k), kappa)), shape=(k, k)).tocsr() + identity(k, format="csr")
+    m = (a @ a.T).tocoo()                                                 # counts 1 or 2 off the diagonal
+    rows, cols, count = m.row, m.col, m.data
+    keep = rows != cols
+    dist = d[torch.from_numpy(rows), torch.from_numpy(cols)].numpy()
+    if max_link is not None:
+        keep &= dist <= max_link
+    if allowed is not None:
+        keep &= allowed.numpy()[rows, cols]
+    graph = coo_matrix((np.ones(int(keep.sum())), (rows[keep], cols[keep])), shape=(k, k))
+    _, labels = connected_components(graph, directed=False)
+    return labels, float((dist * count)[keep].max()) if keep.any() else 0.0
+
+
 def finch(x: torch.Tensor, distance: Callable[[torch.Tensor], torch.Tensor] = symmetric_kl,
           allowed: Callable[[np.ndarray], torch.Tensor] | None = None, max_link: float | None = None,
-          weights: torch.Tensor | None = None) -> list[Level]:
+          weights: torch.Tensor | None = None, linking: str = "first") -> list[Level]:
     """The FINCH hierarchy of points x (n, d): every level, finest first, down to one cluster or until no
     link merges anything. Each level after the first clusters the previous level's cluster means
     (weighted by `weights` (n,) when given, e.g. pixel counts), under `distance` (default symmetric KL).
     allowed(labels) -> (k, k) bool: which clusters may link (e.g. spatially adjacent ones);
-    max_link: links longer than this are cut (ConceptExpress's delta)."""
+    max_link: links longer than this are cut (ConceptExpress's delta).
+    linking="first" (ours): each cluster links to its nearest allowed neighbour within max_link
+    (`first_neighbour_partition`). linking="authors": the ConceptExpress code's FINCH
+    (`authors_partition`), which also ends its hierarchy their way: a level after the first that leaves
+    one cluster is dropped, and a level that merged exactly one pair is the last."""
+    if linking not in LINKINGS:
+        raise ValueError(f"linking must be one of {LINKINGS} ('authors': the ConceptExpress code's FINCH), got {linking!r}")
+    step = authors_partition if linking == "authors" else first_neighbour_partition
     n = x.shape[0]
     w = torch.ones(n) if weights is None else weights.float()
     labels = np.arange(n)
@@ -116,12 +165,14 @@ def finch(x: torch.Tensor, distance: Callable[[torch.Tensor], torch.Tensor] = sy
         idx = torch.from_numpy(labels)
         sums = torch.zeros(k, x.shape[1]).index_add_(0, idx, x.float() * w[:, None])
         means = sums / torch.zeros(k).index_add_(0, idx, w)[:, None]          # (k, d) cluster means
-        merged, link = first_neighbour_partition(distance(means), None if allowed is None else allowed(labels),
-                                                 max_link)
-        if merged.max() + 1 == k:                                            # nothing merged: the top
+        merged, link = step(distance(means), None if allowed is None else allowed(labels), max_link)
+        k_next = int(merged.max()) + 1
+        if k_next == k or (linking == "authors" and levels and k_next == 1):   # nothing merged: the top
             break
         labels = merged[labels]
         levels.append(Level(labels.copy(), link))
+        if linking == "authors" and k - k_next == 1 and len(levels) > 1:       # their loop runs while > 1 merge
+            break
     return levels
 
 

@@ -45,12 +45,19 @@ from scipy import ndimage
 from ..checks import as_int
 from ..hooks import AttentionCache, AttentionRecorder, attention_layers, selects, unet_of
 from ..images import one_image, to_tensor
-from .cluster import Level, check_distributions, finch, symmetric_kl
+from .cluster import LINKINGS, Level, authors_kl, check_distributions, finch, symmetric_kl
 
 FLAT_IMAGE_STD = 0.02        # below it (pixels in [-1, 1]) an image holds no object to find
 PAPER_RECIPE = dict(instances=False, eot_scale="linear", eot_threshold="mean", delta_factor=1.0)
 """localize(model, image, **PAPER_RECIPE): the paper's phases as written (see the module docstring)."""
-REDO_SETTINGS = ("n_max", "delta_from", "instances", "eot_scale", "eot_threshold", "delta_factor")
+AUTHORS = dict(PAPER_RECIPE, renormalize=False, linking="authors")
+"""localize(model, image, **AUTHORS): the ConceptExpress code (train.py and clustering/finch.py @db1dc61):
+the paper's recipe, the layers not renormalized after upsampling (see `aggregate`), and their FINCH
+(`cluster.authors_partition`): first neighbours chosen before the constraints, sibling links judged alone,
+their delta (the largest distance times (A+I)(A+I)^T's count; none when the first level is chosen), their
+end of the hierarchy, and concepts' distributions the plain mean of their pre-clusters' means. Where their
+code crashes, this goes on as `localize` does and says so in `notes`."""
+REDO_SETTINGS = ("n_max", "delta_from", "instances", "eot_scale", "eot_threshold", "delta_factor", "linking")
 """The settings of phases 3-5, which `Localization.redo` can change without a new UNet pass."""
 
 
@@ -171,19 +178,22 @@ def check_n_max(n_max) -> None:
         raise ValueError(f"n_max must be a positive integer (the paper uses 10), got {n_max!r}")
 
 
-def pre_cluster(attention: torch.Tensor, n_max: int = 10, delta_from: str = "chosen") -> tuple[list[Level], int, float, list[str]]:
+def pre_cluster(attention: torch.Tensor, n_max: int = 10, delta_from: str = "chosen",
+                linking: str = "first") -> tuple[list[Level], int, float, list[str]]:
     """FINCH on every pixel's distribution under symmetric KL; choose the level with the fewest clusters
     that still has >= n_max (the paper's N_max = 10). Returns (levels, chosen index, delta, notes).
     delta: "the largest linking distance used at that level" read two ways: delta_from="chosen" (default,
     the methods page's reading) takes the largest first-neighbour link that formed the chosen level; "next" the
     largest link FINCH used on the chosen level's clusters to form the next one (the scale of the links
-    post-clustering makes). benchmarks/express_bench.py reports both.
+    post-clustering makes). benchmarks/express_bench.py reports both. linking: see `cluster.finch`; with
+    "authors" the level's link is their delta, and choosing FINCH's first level leaves no delta (math.inf),
+    as their code keeps none for it.
     Where the official code crashes: if even FINCH's first level has fewer than n_max clusters, we take the
     first level (the finest there is); if every level stays above n_max, the last. Both are noted."""
     check_n_max(n_max)
     if delta_from not in ("chosen", "next"):
         raise ValueError(f"delta_from must be 'chosen' or 'next', got {delta_from!r}")
-    levels = finch(attention)
+    levels = finch(attention, distance=authors_kl if linking == "authors" else symmetric_kl, linking=linking)
     notes = []
     if not levels:                                       # a single pixel, or nothing merged at all
         levels = [Level(np.arange(attention.shape[0]), 0.0)]
@@ -197,6 +207,8 @@ def pre_cluster(attention: torch.Tensor, n_max: int = 10, delta_from: str = "cho
         if chosen == len(levels) - 1 and len(levels) > 1:
             notes.append(f"every FINCH level keeps >= n_max = {n_max} clusters: using the last ({levels[-1].k})")
     delta = levels[chosen + 1].link if delta_from == "next" and chosen + 1 < len(levels) else levels[chosen].link
+    if linking == "authors" and chosen == 0 and delta_from == "chosen":
+        delta = math.inf
     return levels, chosen, delta, notes
 
 
@@ -287,10 +299,11 @@ def adjacency(masks: np.ndarray) -> torch.Tensor:
 
 
 def post_cluster(attention: torch.Tensor, labels: np.ndarray, kept: np.ndarray, delta: float | None,
-                 grid: tuple[int, int]) -> tuple[np.ndarray, list[Level]]:
+                 grid: tuple[int, int], linking: str = "first") -> tuple[np.ndarray, list[Level]]:
     """FINCH over the kept pre-clusters' mean distributions (weighted by pixel counts), where a cluster
     links only to clusters whose masks touch and only when the distance is <= delta (None: no cut); the
-    last level is the answer. Returns (concept of each kept pre-cluster (m,), the levels)."""
+    last level is the answer. linking="authors": their FINCH (`cluster.finch`), over the plain mean of the
+    pre-clusters' means, as their code. Returns (concept of each kept pre-cluster (m,), the levels)."""
     ids = np.flatnonzero(kept)
     masks = np.stack([(labels == c).reshape(grid) for c in ids])
     counts = torch.tensor([m.sum() for m in masks], dtype=torch.float32)
@@ -300,19 +313,21 @@ def post_cluster(attention: torch.Tensor, labels: np.ndarray, kept: np.ndarray, 
         k = int(lab.max()) + 1
         return adjacency(np.stack([masks[lab == c].any(0) for c in range(k)]))
 
-    levels = finch(means, allowed=touching, max_link=delta, weights=counts)
+    authors = linking == "authors"
+    levels = finch(means, distance=authors_kl if authors else symmetric_kl, allowed=touching, max_link=delta,
+                   weights=None if authors else counts, linking=linking)
     return (levels[-1].labels if levels else np.arange(len(ids))), levels
 
 
 # ------------------------------------------------------------------------------------------- the method
 def localize(model, image, n_max: int = 10, renormalize: bool = True, t: int = 0, layers=None,
              delta_from: str = "chosen", eot_side: int = 16, instances: bool = True, eot_scale: str = "log",
-             eot_threshold: str = "otsu", delta_factor: float = 5.0) -> Localization:
+             eot_threshold: str = "otsu", delta_factor: float = 5.0, linking: str = "first") -> Localization:
     """Find the concepts of `image` (PIL, uint8 (H, W, 3) array or tensor in [-1, 1]) with no supervision.
     n_max: N_max of pre-clustering (paper: 10). renormalize, layers: see `aggregate`; t: see
     `record_attention`; delta_from: see `pre_cluster`; eot_side, eot_scale: see `end_of_text_map`;
-    instances, eot_threshold, delta_factor: see `find_concepts`. `**PAPER_RECIPE` gives the paper's
-    phases as written. Returns a Localization."""
+    instances, eot_threshold, delta_factor, linking: see `find_concepts`. `**PAPER_RECIPE` gives the
+    paper's phases as written, `**AUTHORS` the authors' code. Returns a Localization."""
     if not hasattr(model, "unet") or not hasattr(model, "tokenizer"):
         raise TypeError("localize needs a conceptlab Model of an image pipeline: conceptlab.load('toy-shapes')")
     if not any(k == "self" for k in attention_layers(unet_of(model)).values()):
@@ -325,7 +340,7 @@ def localize(model, image, n_max: int = 10, renormalize: bool = True, t: int = 0
     cache = record_attention(model, x, t)
     attention, grid, _ = aggregate(cache, renormalize, layers)
     settings = dict(n_max=n_max, delta_from=delta_from, instances=instances, eot_scale=eot_scale,
-                    eot_threshold=eot_threshold, delta_factor=delta_factor)
+                    eot_threshold=eot_threshold, delta_factor=delta_factor, linking=linking)
     return phases_3_to_5(attention, grid, end_of_text_attention(cache, model, grid, eot_side), x, settings)
 
 
@@ -342,21 +357,25 @@ def phases_3_to_5(attention: torch.Tensor, grid: tuple[int, int], eot_attention:
 
 def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Tensor, image: torch.Tensor,
                   n_max: int = 10, delta_from: str = "chosen", keep=None, instances: bool = True,
-                  eot_threshold: str = "otsu", delta_factor: float = 5.0) -> Localization:
+                  eot_threshold: str = "otsu", delta_factor: float = 5.0, linking: str = "first") -> Localization:
     """Phases 3-5 on an aggregated attention A (n, n), its grid (h, w) and an end-of-text map e (n,):
     pre-cluster, filter, post-cluster, and build the concepts (masks at the size of `image` (1, 3, H, W)).
     instances: cut pre-clusters into 4-connected pieces (`split_instances`; the paper: False);
     eot_threshold: "otsu" or "mean" (eq. 5), see `eot_threshold_of`; delta_factor: post-clustering cuts
     links longer than delta_factor * delta (the paper: 1; math.inf: adjacency alone).
     keep: replace the end-of-text filter by your own, a function (pre-cluster labels (n,)) -> (k,) bool;
-    e.g. a ground-truth filter, to measure what the filter costs (benchmarks/express_bench.py)."""
+    e.g. a ground-truth filter, to measure what the filter costs (benchmarks/express_bench.py).
+    linking: "first" (ours) or "authors" (their FINCH and delta, see `cluster.finch` and `pre_cluster`; a
+    concept's distribution is then the plain mean of its pre-clusters' means, as theirs)."""
     n = grid[0] * grid[1]
     if attention.shape != (n, n) or eot.shape != (n,):
         raise ValueError(f"on a {grid} grid the attention must be ({n}, {n}) and e ({n},), got "
                          f"{tuple(attention.shape)} and {tuple(eot.shape)}")
     if isinstance(delta_factor, bool) or not isinstance(delta_factor, (int, float)) or not delta_factor > 0:
         raise ValueError(f"delta_factor must be a positive number (the paper: 1), got {delta_factor!r}")
-    levels, chosen, delta, notes = pre_cluster(attention, n_max, delta_from)
+    if linking not in LINKINGS:
+        raise ValueError(f"linking must be one of {LINKINGS} ('authors': the ConceptExpress code's FINCH), got {linking!r}")
+    levels, chosen, delta, notes = pre_cluster(attention, n_max, delta_from, linking)
     labels = split_instances(levels[chosen].labels, grid) if instances else levels[chosen].labels
     what = "piece" if instances else "pre-cluster"
     kept, inside, bar = end_of_text_filter(labels, eot, eot_threshold)
@@ -368,7 +387,7 @@ def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Ten
         warnings.warn("no cluster passed the end-of-text filter (eq. 5); all pre-clusters are kept", stacklevel=2)
         kept = np.ones_like(kept)
     cut = None if math.isinf(delta_factor) else delta * delta_factor      # inf: adjacency alone
-    concept_of, _ = post_cluster(attention, labels, kept, cut, grid)
+    concept_of, _ = post_cluster(attention, labels, kept, cut, grid, linking)
     ids = np.flatnonzero(kept)
     post = np.full(labels.shape, -1)
     for c, concept in zip(ids, concept_of):
@@ -388,7 +407,11 @@ def find_concepts(attention: torch.Tensor, grid: tuple[int, int], eot: torch.Ten
                     f"end-of-text filter: kept (inside {insides} > {eot_threshold} {bar:.2f})") if filtered else
                    f"end-of-text filter: nothing passed, kept anyway (inside {insides})",
                    f"post-clustering: {len(members)} {what}{plural} merged into concept {j}"]
-        concepts.append(Concept(mask.numpy(), grid_mask, attention[torch.from_numpy(grid_mask.flatten())].mean(0), history))
+        if linking == "authors":                         # their f_i: the plain mean of the pre-clusters' means
+            f = torch.stack([attention[torch.from_numpy(labels == c)].mean(0) for c in members]).mean(0)
+        else:
+            f = attention[torch.from_numpy(grid_mask.flatten())].mean(0)
+        concepts.append(Concept(mask.numpy(), grid_mask, f, history))
     return Localization(image=image, grid=grid, attention=attention, levels=levels, chosen=chosen,
                         pre_labels=levels[chosen].labels, pieces=labels, delta=delta, eot=eot, kept=kept,
                         post_labels=post, concepts=concepts, notes=notes)
