@@ -1,6 +1,8 @@
 """Image <-> tensor conversion with the checks every public function makes at the door."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from PIL import Image
@@ -12,7 +14,9 @@ def to_tensor(image, size: tuple[int, int] | None = None, name: str = "image") -
 
     `size` = (height, width) the model expects; a mismatch is an error that says how to fix it.
     A float tensor must hold [-1, 1] values. One in [0, 1] (torchvision's convention) is valid [-1, 1] data and
-    cannot be told apart: it reads as a washed-out picture. Convert it first with x * 2 - 1.
+    cannot be told apart: it reads as a washed-out picture. Convert it first with x * 2 - 1. When every value
+    lies in [0, 1] and they spread over more than half of it, as a [0, 1] picture's do and a [-1, 1] picture's
+    rarely can (no pixel darker than mid-grey in any channel), a warning says so.
     """
     if isinstance(image, (list, tuple)):
         if not image:
@@ -41,6 +45,10 @@ def to_tensor(image, size: tuple[int, int] | None = None, name: str = "image") -
                              "for 0..255 pixels divide by 127.5 and subtract 1")
         if not torch.isfinite(x).all():
             raise ValueError(f"{name}: tensor contains NaN or inf")
+        if lo >= 0 and hi <= 1 and hi - lo > 0.5:
+            warnings.warn(f"{name}: every value lies in [0, 1] ([{lo:.2f}, {hi:.2f}]): conceptlab reads tensors as "
+                          "[-1, 1], so this one becomes a washed-out picture if it is a [0, 1] (torchvision) image; "
+                          "convert it with x * 2 - 1", stacklevel=3)
     else:
         raise TypeError(f"{name}: expected a PIL image, a uint8 numpy array or a torch tensor, got {type(image).__name__}")
     if size is not None and tuple(x.shape[-2:]) != tuple(size):

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import torch
 
-from . import hooks
+from . import hooks, renoise
 from .checks import as_seed
 from .ddim import add_noise, check_steps, ddim_step, ddpm_noise
 from .models import Condition, Model
 
-METHODS = ("ddim", "renoise", "ddpm")
+METHODS = ("ddim", "renoise", "ddpm", "renoise-authors")
 RENOISE_AVERAGE_BELOW = 250          # ReNoise averages its estimates only at low timesteps (book/methods.md)
 
 
@@ -88,6 +88,13 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     independently from the forward process, z_t = sqrt(abar_t) z_0 + sqrt(1 - abar_t) n_t (seeded by `seed`),
     and each sampling step's noise map is solved so that a stochastic DDPM step lands on the next one exactly:
     the round trip is exact by construction. Sampling from such an inversion adds its noise maps (`noises`).
+    method="renoise-authors": ReNoise as ScalingConcept's demo runs it (src/renoise_inversion.py @e201f3a): z_0 a
+    sample of the VAE posterior, not its mean; below timestep 250 the estimates [0, 5) are averaged and every
+    estimate used is first nudged by ReNoise's noise regularization (`conceptlab.renoise`: patch KL towards
+    the prediction at a forward-noised z_0, auto-correlation towards 0); above 250 the estimates [8, 10),
+    so with their one renoise step neither happens there. One draw of the seeded generator makes z_0, the
+    next the forward noise, the rest the regularization's shifts. It costs one more latent per step than
+    "renoise" (the forward-noised one, in the same UNet call as the first estimate).
     Each image of a list draws from its own generator seeded by `seed`, so it is inverted as it would be alone."""
     if method not in METHODS:
         raise ValueError(f"unknown inversion method {method!r}; available: {METHODS}")
@@ -103,9 +110,13 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     for p in prompts:
         model.check_prompt(p, allow_empty=True)
     steps = check_steps(steps)
+    seed = as_seed(seed)
+    if method == "renoise-authors":
+        renoise.check_shape(model.latent_shape)
+    gens = [torch.Generator().manual_seed(seed) for _ in images]        # "renoise-authors": one per image
     z = []
     for k, im in enumerate(images):
-        z_k = model.encode(im)
+        z_k = model.encode(im, sample=True, generator=gens[k]) if method == "renoise-authors" else model.encode(im)
         if z_k.shape[0] != 1:
             where = f"image {k} of the list is" if many else "got"
             raise ValueError(f"invert takes one image per entry, {where} a batch of {z_k.shape[0]}: "
@@ -115,7 +126,9 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     cond = Condition.cat([model.encode_text(p) for p in prompts])
     timesteps = model.timesteps(steps)
     if method == "ddpm":
-        return _edit_friendly(model, z, cond, prompts, timesteps, as_seed(seed), many)
+        return _edit_friendly(model, z, cond, prompts, timesteps, seed, many)
+    if method == "renoise-authors":
+        return _renoise_authors(model, z, cond, prompts, timesteps, gens, renoise_steps, many)
     bank = [z]
     with hooks.own_loop():
         for k, ((abar_t, abar_s), t) in enumerate(zip(reversed(alpha_pairs(model, timesteps)), timesteps.flip(0))):
@@ -157,6 +170,47 @@ def _edit_friendly(model: Model, z0: torch.Tensor, cond: Condition, prompts: lis
     bank, noises = torch.stack(bank), torch.stack(noises)              # (N+1, B, ...), (N, B, ...)
     out = [Inversion(bank[:, b].contiguous(), timesteps, p, "ddpm", model.name, noises[:, b].contiguous())
            for b, p in enumerate(prompts)]
+    return out if many else out[0]
+
+
+def _renoise_authors(model: Model, z0: torch.Tensor, cond: Condition, prompts: list[str], timesteps: torch.Tensor,
+                     gens: list[torch.Generator], renoise_steps: int, many: bool,
+                     cfg: renoise.NoiseRegularization = renoise.NoiseRegularization()):
+    """ReNoise inversion the authors' way (see `invert`) of sampled clean latents z0 (B, C, h, w), each image
+    regularized with its own generator `gens[b]` (already past its posterior draw)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    forward_noise = torch.cat([randn_tensor((1, *z0.shape[1:]), generator=g, device=z0.device, dtype=z0.dtype)
+                               for g in gens])                          # n: one fixed draw per image
+    b = len(z0)
+
+    def nudge(e, target):                                                # each image with its own generator
+        return torch.cat([renoise.regularize(e[j: j + 1], target[j: j + 1], gens[j], cfg) for j in range(b)])
+
+    z, bank = z0, [z0]
+    with hooks.own_loop():
+        for k, ((abar_t, abar_s), t) in enumerate(zip(reversed(alpha_pairs(model, timesteps)), timesteps.flip(0))):
+            low = int(t) < cfg.below
+            first, last = cfg.first_range if low else cfg.range
+            rounds = min(cfg.max_first, renoise_steps) if low else renoise_steps
+            forward = add_noise(z0, forward_noise, abar_t)              # z_t*: z_0 noised to t with n
+            target, eps = model.eps(torch.cat([forward, z]), t, Condition.cat([cond, cond])).chunk(2)
+            hooks.report(k, t, z, eps, {"cond": eps}, stage="invert")
+            mean = None
+            for i in range(rounds + 1):
+                if i:
+                    eps = model.eps(z_next, t, cond)                    # re-estimate at the current z_t
+                if first <= i < last:                                   # running mean of the raw estimates
+                    mean = eps if mean is None else mean * (i - first) / (i - first + 1) + eps / (i - first + 1)
+                if i >= first:
+                    eps = nudge(eps, target)
+                z_next = ddim_step(z, eps, abar_s, abar_t)
+            if mean is not None:
+                z_next = ddim_step(z, nudge(mean, target), abar_s, abar_t)
+            z = z_next
+            bank.append(z)
+    bank = torch.stack(bank)                                           # (N+1, B, C, h, w)
+    out = [Inversion(bank[:, j].contiguous(), timesteps, p, "renoise-authors", model.name) for j, p in enumerate(prompts)]
     return out if many else out[0]
 
 

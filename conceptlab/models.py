@@ -316,10 +316,11 @@ class Model:
 
     # ------------------------------------------------------------------------------------- vae
     @torch.no_grad()
-    def encode(self, image, sample: bool = False, seed: int = 0) -> torch.Tensor:
+    def encode(self, image, sample: bool = False, seed: int = 0, generator: torch.Generator | None = None) -> torch.Tensor:
         """Image (PIL, uint8 array, or tensor in [-1, 1]) -> scaled latent (B, C, h, w): the posterior's
-        mean (or a seeded sample) times the VAE's scaling factor. A sound model takes a waveform instead
-        ((T,) or (B, T) at its sample rate, numpy or torch, or a sounds-world Mixture)."""
+        mean (or a seeded sample; `generator`, when given, is drawn from instead of a fresh one seeded by
+        `seed`) times the VAE's scaling factor. A sound model takes a waveform instead ((T,) or (B, T) at its
+        sample rate, numpy or torch, or a sounds-world Mixture)."""
         seed = as_seed(seed)
         if self.is_audio:
             if isinstance(image, Image.Image):
@@ -338,8 +339,8 @@ class Model:
             from diffusers.utils.torch_utils import randn_tensor
 
             std = torch.cat([d.std for d in dists])
-            noise = randn_tensor(mean.shape, generator=torch.Generator(mean.device).manual_seed(seed),
-                                 device=mean.device, dtype=mean.dtype)
+            gen = torch.Generator(mean.device).manual_seed(seed) if generator is None else generator
+            noise = randn_tensor(mean.shape, generator=gen, device=mean.device, dtype=mean.dtype)
             mean = mean + std * noise
         return (mean * self.vae.config.scaling_factor).to(self.dtype)
 

@@ -108,33 +108,42 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
     return z
 
 
-def _inversion_of(model: Model, x_or_inversion, concept: str, steps: int, method: str) -> Inversion:
+AUTHORS = dict(method="renoise-authors", seed=7865, gamma=3.0, t_exit=None, clamp=True, regularize=True)
+"""scale_concept(model, x, concept, omega, **AUTHORS): ScalingConcept's demo (demo.py @e201f3a): ReNoise with
+its noise regularization, averaging and a sampled z_0 (inversion method "renoise-authors", one renoise step,
+the demo's seed), gamma 3, early exit after 15 of 50 steps, weights clamped at 0. The sampler is theirs
+already (tests/test_scaling.py); our default inverts with plain DDIM from the posterior mean instead."""
+
+
+def _inversion_of(model: Model, x_or_inversion, concept: str, steps: int, method: str, seed: int = 0) -> Inversion:
     if isinstance(x_or_inversion, Inversion):
         check_inversion(model, x_or_inversion, steps)
         return x_or_inversion
-    return invert(model, x_or_inversion, concept, steps=steps, method=method)
+    return invert(model, x_or_inversion, concept, steps=steps, method=method, seed=seed)
 
 
 def scale_concept(model: Model, x_or_inversion, concept: str, omega: float = 5.0, gamma: float = 3.0,
                   t_exit: int | None = None, steps: int = 50, forward_prompt: str = "", clamp: bool = True,
-                  regularize: bool = True, method: str = "ddim") -> torch.Tensor:
+                  regularize: bool = True, method: str = "ddim", seed: int = 0) -> torch.Tensor:
     """Scale `concept` in an input (PIL, uint8 array, tensor in [-1, 1]) or in an existing Inversion.
     The input is inverted with the concept prompt itself (unguided), as in the paper. omega > 1 enhances,
     0 <= omega < 1 removes, omega = 1 with gamma = 0 (and no regularization) reconstructs.
-    Returns the edited image tensor (1, 3, H, W) in [-1, 1]."""
+    method, seed: the inversion's (see `conceptlab.invert`; the seed matters to "ddpm" and "renoise-authors").
+    `**AUTHORS` runs the authors' demo. Returns the edited image tensor (1, 3, H, W) in [-1, 1]."""
     omega, gamma, _ = check_scale(omega, gamma, t_exit if regularize else None, check_steps(steps))
-    inv = _inversion_of(model, x_or_inversion, concept, steps, method)
+    inv = _inversion_of(model, x_or_inversion, concept, steps, method, seed)
     return model.decode(scaled_sample(model, inv, concept, [omega], gamma, t_exit, forward_prompt, clamp, regularize))
 
 
 def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[float], gamma: float = 3.0,
           t_exit: int | None = None, steps: int = 50, forward_prompt: str | list[str] = "", clamp: bool = True,
-          regularize: bool = True, method: str = "ddim"):
+          regularize: bool = True, method: str = "ddim", seed: int = 0):
     """One inversion, every omega sampled in one batch: images (K, 3, H, W) in [-1, 1], in the order given.
     A list of inputs (images or Inversions) with one concept for all or one each: all inputs and omegas
-    in one batch, returned as a list of (K, 3, H, W), one per input (images are inverted in one batch too)."""
+    in one batch, returned as a list of (K, 3, H, W), one per input (images are inverted in one batch too).
+    method, seed: the inversion's, as in `scale_concept`."""
     if not isinstance(x_or_inversion, (list, tuple)):
-        inv = _inversion_of(model, x_or_inversion, concept, steps, method)
+        inv = _inversion_of(model, x_or_inversion, concept, steps, method, seed)
         omegas = as_list(omegas, "omegas", "numbers such as [0, 1, 3, 5]")
         return model.decode(scaled_sample(model, inv, concept, omegas, gamma, t_exit, forward_prompt, clamp, regularize))
     items = list(x_or_inversion)
@@ -147,7 +156,8 @@ def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[f
             check_inversion(model, x, steps)
     todo = [j for j, x in enumerate(items) if not isinstance(x, Inversion)]
     if todo:                                                         # the images: inverted in one batch
-        for j, one in zip(todo, invert(model, [items[j] for j in todo], [concepts[j] for j in todo], steps=steps, method=method)):
+        for j, one in zip(todo, invert(model, [items[j] for j in todo], [concepts[j] for j in todo], steps=steps,
+                                       method=method, seed=seed)):
             invs[j] = one
     images = model.decode(scaled_sample(model, invs, concepts, omegas, gamma, t_exit, forward_prompt, clamp, regularize))
     return list(images.split(len(omegas)))

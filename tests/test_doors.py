@@ -191,3 +191,19 @@ def test_metrics_refuse_mismatched_shapes():
 def test_a_flat_image_is_said_to_hold_no_object(toy):
     with pytest.warns(UserWarning, match="nearly uniform"):
         express.localize(toy, np.full((32, 32, 3), 128, np.uint8))
+
+
+def test_a_zero_one_tensor_is_warned_about(toy):
+    """A [0, 1] picture is valid [-1, 1] data: it is accepted, with a warning that names the conversion; a
+    [-1, 1] picture of the same scene is not warned about."""
+    from conceptlab.images import to_tensor
+
+    x = torch.from_numpy(shapes.scene("heldout", 0).image).permute(2, 0, 1).float() / 255      # [0, 1]
+    with pytest.warns(UserWarning, match=r"x \* 2 - 1"):
+        out = to_tensor(x)
+    assert torch.equal(out[0], x)                                     # accepted as given
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        to_tensor(x * 2 - 1)
+        toy.encode(x * 2 - 1)

@@ -140,3 +140,116 @@ def test_edit_friendly_inversion_round_trip_is_exact(tiny, tmp_path):
     ddim_inv = inversion.invert(tiny, scenes[1].image, scenes[1].caption, steps=6)
     with pytest.raises(ValueError, match="cannot share a batch"):
         inversion.reconstruct(tiny, [invs[0], ddim_inv])
+
+
+# ------------------------------------------------------------------------------------------ ReNoise as the authors run it
+def authors_regularization(e_t, optimal, generator):
+    """ReNoise's noise regularization as src/renoise_inversion.py @e201f3a runs it (RunConfig defaults: 4 rounds,
+    patch-KL step 0.065 clipped at 100, 5 auto-correlation rolls of step 20), re-derived for this test."""
+    def kl_of(x0, x1):
+        def patchify(x):
+            return x.unfold(1, 4, 4).unfold(2, 4, 4).unfold(3, 4, 4).contiguous().view(-1, 4, 4, 4)
+        a, b = patchify(x0), patchify(x1)
+        a, b = a.view(a.shape[0], a.shape[1], -1), b.view(b.shape[0], b.shape[1], -1)
+        mu0, mu1, var0, var1 = a.mean(-1), b.mean(-1), a.var(-1), b.var(-1)
+        kl = torch.log((var1 + 1e-6) / (var0 + 1e-6)) + (var0 + (mu0 - mu1) ** 2) / (var1 + 1e-6) - 1
+        return torch.abs(kl).sum(-1).sum()
+
+    def auto_corr(x):
+        x = x.squeeze(0)
+        loss = 0.0
+        for ch in range(x.shape[0]):
+            noise = x[ch][None, None]
+            while True:
+                roll = torch.randint(0, noise.shape[2] // 2, (1,), generator=generator).item()
+                loss += (noise * torch.roll(noise, shifts=roll, dims=2)).mean() ** 2
+                loss += (noise * torch.roll(noise, shifts=roll, dims=3)).mean() ** 2
+                if noise.shape[2] <= 8:
+                    break
+                noise = torch.nn.functional.avg_pool2d(noise, kernel_size=2)
+        return loss
+
+    for _ in range(4):
+        var = e_t.detach().clone().requires_grad_(True)
+        kl_of(var, optimal).backward()
+        e_t = e_t - 0.065 * torch.clip(var.grad.detach(), -100, 100)
+        for _ in range(5):
+            var = e_t.detach().clone().requires_grad_(True)
+            auto_corr(var).backward()
+            e_t = e_t - 20.0 * var.grad.detach() / 5
+        e_t = e_t.detach()
+    return e_t
+
+
+def authors_renoise(model, image, prompt: str, steps: int, seed: int, renoise_steps: int = 1) -> torch.Tensor:
+    """ScalingConcept's inversion (main.run, sdxl_inversion_pipeline.py and inversion_step @e201f3a, demo settings),
+    re-derived: one generator for the VAE posterior sample, the forward noise and the shifts; per step a batch of
+    the forward-noised z_0 and the current latent, then renoise steps; averaging and regularization over
+    [0, 5) below t = 250 and [8, 10) above; their inv_step formula. Returns the bank (N+1, C, h, w)."""
+    from diffusers.utils.torch_utils import randn_tensor
+
+    from conceptlab.images import to_tensor
+
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        dist = model.vae.encode(to_tensor(image, model.image_size)).latent_dist
+        z_0 = dist.sample(generator=generator) * model.vae.config.scaling_factor
+    noise = randn_tensor(z_0.shape, generator=generator, dtype=z_0.dtype)
+    sched = model.scheduler
+    sched.set_timesteps(steps)
+    cond = model.encode_text(prompt)
+
+    def inv_step(e, t, sample):
+        prev = t - sched.config.num_train_timesteps // sched.num_inference_steps
+        a_t = sched.alphas_cumprod[t]
+        a_p = sched.alphas_cumprod[prev] if prev >= 0 else sched.final_alpha_cumprod
+        direction = (1 - a_p) ** 0.5 * e
+        return (a_t ** 0.5 * sample) / a_p ** 0.5 + (a_p ** 0.5 * (1 - a_t) ** 0.5 * e) / a_p ** 0.5 \
+            - (a_t ** 0.5 * direction) / a_p ** 0.5
+
+    latents, bank = z_0, [z_0]
+    for t in reversed(sched.timesteps):
+        avg_range = (0, 5) if t.item() < 250 else (8, 10)
+        n = min(5, renoise_steps) if t.item() < 250 else renoise_steps
+        avg, optimal = None, None
+        z_fwd = sched.add_noise(z_0, noise, t.view(1))
+        approx = latents.clone()
+        for i in range(n + 1):
+            with torch.no_grad():
+                if i == 0:
+                    optimal, pred = model.eps(torch.cat([z_fwd, approx]), t, cond).chunk(2)
+                else:
+                    pred = model.eps(approx, t, cond)
+                if avg_range[0] <= i < avg_range[1]:
+                    j = i - avg_range[0]
+                    avg = pred.clone() if avg is None else j * avg / (j + 1) + pred / (j + 1)
+            if i >= avg_range[0]:
+                pred = authors_regularization(pred, optimal, generator)
+            approx = inv_step(pred, t, latents)
+        if avg is not None:
+            approx = inv_step(authors_regularization(avg, optimal, generator), t, latents)
+        latents = approx
+        bank.append(latents)
+    return torch.cat(bank)
+
+
+@pytest.mark.parametrize("renoise_steps", [1, 2])
+def test_renoise_authors_is_the_authors_inversion(tiny, renoise_steps):
+    """method="renoise-authors" gives the authors' memory bank within 1e-5 (float32), regularization on: 8 steps,
+    so that two of them fall below t = 250 where it acts; with 1 and 2 renoise steps."""
+    image = shapes.scene("heldout", 3).image
+    theirs = authors_renoise(tiny, image, "a red circle", steps=8, seed=7865, renoise_steps=renoise_steps)
+    ours = inversion.invert(tiny, image, "a red circle", steps=8, method="renoise-authors", seed=7865,
+                            renoise_steps=renoise_steps)
+    assert (ours.latents - theirs).abs().max() <= 1e-5
+    plain = inversion.invert(tiny, image, "a red circle", steps=8, method="renoise", renoise_steps=renoise_steps)
+    assert (plain.latents - theirs).abs().max() > 1e-3                  # the regularization and sampled z_0 matter
+    again = inversion.invert(tiny, [image, shapes.scene("heldout", 4).image], "a red circle", steps=8,
+                             method="renoise-authors", seed=7865, renoise_steps=renoise_steps)
+    assert (again[0].latents - ours.latents).abs().max() <= 1e-5        # a batch: each image as alone
+
+
+def test_renoise_authors_refuses_latents_it_cannot_patch(tiny, monkeypatch):
+    monkeypatch.setattr(type(tiny), "latent_shape", property(lambda self: (8, 6, 6)))
+    with pytest.raises(ValueError, match="multiples of 4"):
+        inversion.invert(tiny, shapes.scene("heldout", 0).image, "a red circle", steps=4, method="renoise-authors")

@@ -171,3 +171,16 @@ def test_the_sampler_is_the_authors_loop(tiny, backbone, omega):
     ours = scaling.scaled_sample(model, inv, "a red circle", [omega], gamma=3.0, t_exit=3)
     theirs = authors_loop(model, inv, "a red circle", omega, 3.0, 3)
     assert (ours - theirs).abs().max() <= 1e-4
+
+
+def test_the_authors_preset_is_the_authors_edit(tiny):
+    """scale_concept(**scaling.AUTHORS) is the authors' whole edit: their ReNoise inversion (re-derived in
+    test_inversion.py) then their sampler, within 1e-4 in pixels."""
+    from test_inversion import authors_renoise
+
+    image = shapes.scene("heldout", 3).image
+    bank = authors_renoise(tiny, image, "a red circle", steps=8, seed=7865)
+    inv = inversion.Inversion(bank, tiny.timesteps(8), "a red circle", "renoise-authors", tiny.name)
+    theirs = tiny.decode(authors_loop(tiny, inv, "a red circle", 5.0, 3.0, scaling.default_t_exit(8)))
+    ours = scaling.scale_concept(tiny, image, "a red circle", omega=5.0, steps=8, **scaling.AUTHORS)
+    assert (ours - theirs).abs().max() <= 1e-4
