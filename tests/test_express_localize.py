@@ -353,18 +353,19 @@ def test_localization_figures(toy):
 
 
 # ------------------------------------------------------------------------------------------ the authors' code
-def authors_finch(data, min_sim=None, masks=None):
+def authors_finch(data, min_sim=None, masks=None, dtype=np.float64):
     """FINCH as ConceptExpress's clustering/finch.py @db1dc61 runs it, re-derived in numpy for this test:
     first neighbours over all points; candidate links the off-diagonal non-zeros of (A+I)(A+I)^T; a link cut
     when its distance exceeds min_sim or the two clusters' masks do not touch (fewer 4-connected pieces
     together than apart); plain means of the data rows; a later level dropped when it leaves one cluster or
     merges nothing, and the loop run while a level merges more than one pair. Returns (levels (n, L),
-    counts, per level max(d * count) over the kept links, None for the first)."""
+    counts, per level max(d * count) over the kept links, None for the first). dtype: of the distances (theirs
+    is float32; see cluster.authors_kl)."""
     import scipy.sparse as sp
     from scipy import ndimage
 
     def kld(m):                        # their symmetric KL, no epsilon; float64 (see cluster.authors_kl)
-        m = m.astype(np.float64)
+        m = m.astype(dtype)
         plogp = np.sum(m * np.log(m), -1, keepdims=True)
         pq = plogp - m @ np.log(m).T
         return (pq + pq.T) / 2
@@ -410,7 +411,7 @@ def authors_finch(data, min_sim=None, masks=None):
     return np.stack(cols, 1), counts, links
 
 
-def authors_localization(model, image):
+def authors_localization(model, image, dtype=np.float64):
     """ConceptExpress's localization (train.py get_self_attention and cluster_attention @db1dc61) on the grid
     of the model's finest self-attention (their 64 x 64), re-derived for this test: grid masks (N, h, w)."""
     cache = record_attention(model, image)
@@ -426,7 +427,7 @@ def authors_localization(model, image):
         rw += res / side
     x = (out / rw)
     x = (x / x.sum(-1, keepdim=True)).numpy()
-    c, counts, links = authors_finch(x)
+    c, counts, links = authors_finch(x, dtype=dtype)
     index = next(i for i, k in enumerate(counts) if k >= 10 and counts[i + 1] < 10)    # their crash if none
     labels, min_sim = c[:, index], links[index]
     cross = [n for n in cache.layers("cross") if cache.grids[n] == (16, 16)]
@@ -437,7 +438,7 @@ def authors_localization(model, image):
             if (eot * (labels == j).reshape(grid)).sum() / (labels == j).sum() / eot.mean() > 1.0]
     masks = np.stack([(labels == j).reshape(grid) for j in kept])
     feats = np.stack([x[labels == j].mean(0) for j in kept])
-    c2, _, _ = authors_finch(feats, min_sim=min_sim, masks=masks)
+    c2, _, _ = authors_finch(feats, min_sim=min_sim, masks=masks, dtype=dtype)
     final = c2[:, -1]
     return np.stack([masks[final == j].any(0) for j in range(final.max() + 1)])
 
