@@ -9,6 +9,8 @@
     ... --cache .toy_runs/tokens_cache          # keep every learned run; a stopped run goes on where it stopped
     ... --masked-mean latent --out F            # eq. 8 averaged over the whole latent, as the authors' code
     ... --no-joint --out F                      # ConceptExpress as the paper's text: no joint prompt
+    ... --schedule authors --scenes 8           # ConceptExpress as the authors' code trains it
+                                                # (express.AUTHORS_TOKENS; it alone), to tokens_authors.json
 
 Held-out scenes with 2-3 objects; the concepts are the ground-truth masks (SAM's stand-in), each with its
 mean self-attention distribution f_i. For each scene, tokens are learned 500 steps by ConceptExpress and by
@@ -76,8 +78,12 @@ def learn_and_generate(model, scene, concepts, kw: dict, j: int, seed: int, buck
         m2 = learned.apply(model)
     else:
         t0 = time.perf_counter()
-        learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, schedule=schedule,
-                                       masked_mean=masked_mean, progress=False, **kw)
+        if schedule == "authors":                       # the authors' whole recipe: their loop, init, EMD
+            learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, progress=False,
+                                           **{**express.AUTHORS_TOKENS, **kw})
+        else:
+            learned = express.learn_tokens(model, scene.image, concepts, steps=500, seed=seed, schedule=schedule,
+                                           masked_mean=masked_mean, progress=False, **kw)
         seconds = time.perf_counter() - t0
         m2 = learned.apply(model)
         gens = [generations(m2, f"a {t}", 100 * j) for t in learned.tokens]
@@ -129,8 +135,9 @@ def empty() -> dict:
 def main():
     ap = argparse.ArgumentParser(description="ConceptExpress token learning on toy-shapes (Tables 1-2 analogs)")
     ap.add_argument("--seeds", type=int, default=1, help="learning seeds per scene for BaS-dagger and ConceptExpress")
-    ap.add_argument("--schedule", choices=["sampled", "official"], default="sampled",
-                    help="learn_tokens' schedule: one prompt a step (default) or every prompt every step")
+    ap.add_argument("--schedule", choices=["sampled", "official", "authors"], default="sampled",
+                    help="learn_tokens' schedule: one prompt a step (default), every prompt every step, or the "
+                         "authors' loop with their other choices (express.AUTHORS_TOKENS; ConceptExpress only)")
     ap.add_argument("--scenes", type=int, default=SCENES, help=f"held-out scenes (default {SCENES}, the bar's count)")
     ap.add_argument("--masked-mean", choices=["mask", "latent"], default="mask",
                     help="learn_tokens' average of eq. 8: over the concept's mask (default) or over the whole latent "
@@ -154,6 +161,8 @@ def main():
     clip = conceptlab.load_clip("toy-clip")
     scenes = [s for s in shapes.scenes("heldout", 4 * args.scenes, start=300) if len(s.labels) >= 2][:args.scenes]
     methods = {**METHODS, "ConceptExpress": dict(joint=False)} if args.no_joint else METHODS
+    if args.schedule == "authors":                          # their loop has split-and-merge: no BaS-dagger, no ablation
+        methods, args.table_only, args.seeds = {"ConceptExpress": methods["ConceptExpress"]}, True, 1
     per = {m: empty() for m in methods}
     scale_rows = []
     for j, s in enumerate(scenes):
@@ -173,7 +182,7 @@ def main():
         print(f"scene {j + 1}/{len(scenes)} {s.labels}: " + ", ".join(
             f"{m} {np.mean(v['present'][-GEN * len(s.labels):]):.0%}" for m, v in per.items() if v["sources"]), flush=True)
     words = words_reference(model, scenes, args.cache)
-    pair = ("BaS-dagger", "ConceptExpress")
+    pair = ("BaS-dagger", "ConceptExpress") if "BaS-dagger" in methods else ("ConceptExpress",)
     by_seed = [{m: per[m] for m in pair}]
     for r in range(1, args.seeds):          # the same scenes and generation seeds, another learning seed
         by_seed.append({m: empty() for m in pair})
@@ -208,11 +217,14 @@ def main():
     for m in pair:
         res["seeds"][m] = {key: dict(per_seed=[sc[m][key] for sc in scored], mean=float(np.mean([sc[m][key] for sc in scored])),
                                      std=float(np.std([sc[m][key] for sc in scored]))) for key in keys + by_label[2:]}
-    res["seeds"]["wins_per_seed"] = [sum(sc[pair[1]][key] > sc[pair[0]][key] for key in keys) for sc in scored]
-    res["seeds"]["wins_on_means"] = sum(res["seeds"][pair[1]][key]["mean"] > res["seeds"][pair[0]][key]["mean"] for key in keys)
-    res["seeds"]["wins_per_seed_by_label"] = [sum(sc[pair[1]][key] > sc[pair[0]][key] for key in by_label) for sc in scored]
-    res["seeds"]["wins_on_means_by_label"] = sum(res["seeds"][pair[1]][key]["mean"] > res["seeds"][pair[0]][key]["mean"]
-                                                 for key in by_label)
+    if len(pair) == 2:
+        res["seeds"]["wins_per_seed"] = [sum(sc[pair[1]][key] > sc[pair[0]][key] for key in keys) for sc in scored]
+        res["seeds"]["wins_on_means"] = sum(res["seeds"][pair[1]][key]["mean"] > res["seeds"][pair[0]][key]["mean"]
+                                            for key in keys)
+        res["seeds"]["wins_per_seed_by_label"] = [sum(sc[pair[1]][key] > sc[pair[0]][key] for key in by_label)
+                                                  for sc in scored]
+        res["seeds"]["wins_on_means_by_label"] = sum(res["seeds"][pair[1]][key]["mean"] > res["seeds"][pair[0]][key]["mean"]
+                                                     for key in by_label)
     if scale_rows:
         t = np.array([r["target"] for r in scale_rows])
         o = np.array([r["others"] for r in scale_rows])
@@ -237,10 +249,12 @@ def main():
             print(f"{m:24s} " + " ".join(f"{res['seeds'][m][key]['mean']:6.3f}+-{res['seeds'][m][key]['std']:.3f}" for key in keys))
         print(f"ConceptExpress beats BaS-dagger on {res['seeds']['wins_on_means']} of 4 scores on the means; "
               f"per seed: {res['seeds']['wins_per_seed']}")
-    print(f"with ACC by label: ConceptExpress beats BaS-dagger on {res['seeds']['wins_on_means_by_label']} of 4 scores on "
-          f"the means; per seed: {res['seeds']['wins_per_seed_by_label']}")
+    if len(pair) == 2:
+        print(f"with ACC by label: ConceptExpress beats BaS-dagger on {res['seeds']['wins_on_means_by_label']} of 4 scores "
+              f"on the means; per seed: {res['seeds']['wins_per_seed_by_label']}")
     OUT.mkdir(exist_ok=True)
-    out = args.out or OUT / ("tokens.json" if args.schedule == "sampled" else "tokens_official.json")
+    out = args.out or OUT / {"sampled": "tokens.json", "official": "tokens_official.json",
+                             "authors": "tokens_authors.json"}[args.schedule]
     out.write_text(json.dumps(res, indent=2))
     print(f"written to {out}")
 

@@ -213,3 +213,129 @@ def test_the_authors_sinkhorn_has_not_converged():
         close, plan = sinkhorn_emd(a, b, (8, 8), reg=0.05, iterations=3000)
         assert abs(float(close) - exact) < 0.1 * exact
         assert torch.allclose(plan.sum(0), b.double(), atol=1e-4) and torch.allclose(plan.sum(1), a.double(), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ the authors' training
+class AuthorsSinkhornOT(torch.autograd.Function):
+    """emd/emd.py's SinkhornOT @db1dc61, re-derived for this test: log-domain Sinkhorn in float32 from uniform
+    potentials; forward the transport cost; backward the potentials times lambda."""
+
+    @staticmethod
+    def forward(ctx, mu, nu, dist, lam, iterations):
+        log_mu, log_nu = mu.log(), nu.log()
+        log_u = torch.full_like(mu, -np.log(len(mu)))
+        log_v = torch.full_like(nu, -np.log(len(nu)))
+        for _ in range(iterations):
+            log_v = log_nu - torch.logsumexp(-dist / lam + log_u[:, None], 0)
+            log_u = log_mu - torch.logsumexp(-dist.t() / lam + log_v[:, None], 0)
+        ctx.save_for_backward(log_u, log_v)
+        ctx.lam = lam
+        return (torch.exp(log_u[:, None] - dist / lam + log_v[None, :]) * dist).sum()
+
+    @staticmethod
+    def backward(ctx, grad):
+        log_u, log_v = ctx.saved_tensors
+        return grad * log_u * ctx.lam, grad * log_v * ctx.lam, None, None, None
+
+
+def authors_training(model, image, masks, steps: int, split_steps: int, g: int, seed: int) -> torch.Tensor:
+    """ConceptExpress's token training (train.py, TokenManager, SupConLoss, wasser_loss @db1dc61, train.sh's
+    settings), re-derived for this test on one image copy in float32, drawing from one generator in the order
+    conceptlab does: the flip each step; per update the posterior sample, t, the noise. Placeholder p = j n + i
+    (concept i, split j) starts as vocabulary row V - 100 + p (mod V: the tiny vocabulary is smaller than their
+    100 rows). Returns the merged tokens (n, D)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from conceptlab.hooks import LiveAttention
+
+    n = len(masks)
+    gen = torch.Generator().manual_seed(seed)
+    tok, enc = copy.deepcopy(model.tokenizer), copy.deepcopy(model.text_encoder)
+    vocab = len(tok)
+    names = [f"<p{p}>" for p in range(n * g)]
+    tok.add_tokens(names)
+    enc.resize_token_embeddings(len(tok), mean_resizing=False)
+    ids = tok.convert_tokens_to_ids(names)
+    weight = enc.get_input_embeddings().weight
+    enc.requires_grad_(False)
+    with torch.no_grad():
+        for p in range(n * g):
+            weight[ids[p]] = weight[(vocab - 100 + p) % vocab]
+    orig = weight.detach().clone()
+    weight.requires_grad_(True)
+    placeholder = torch.zeros(len(weight), dtype=torch.bool)
+    placeholder[ids] = True
+    opt = torch.optim.AdamW([weight], lr=5e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2)
+    x = to_tensor(image, model.image_size)
+    m = torch.from_numpy(masks).float()[:, None]
+    m_lat = F.interpolate(m, size=model.latent_shape[1:], mode="area")[:, 0]            # (n, h, w)
+    cells = torch.stack(torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij"), -1).reshape(-1, 2).float()
+    dist = torch.cdist(cells, cells)
+    used = list(range(n * g))
+    flags = [q.requires_grad for q in model.unet.parameters()]
+    model.unet.requires_grad_(False)
+    with LiveAttention(model.unet, kind="cross") as listen:
+        for step in range(steps):
+            if step == split_steps:                                 # merge_tokens and the mean into rows -A + i
+                with torch.no_grad():
+                    for i in range(n):
+                        weight[ids[i]] = sum(weight[ids[i + j * n]] for j in range(g)) / g
+                used = list(range(n))
+            split = step < split_steps
+            flip = int(torch.randint(2, (1,), generator=gen))
+            x_in, m_in = (torch.flip(x, [-1]), torch.flip(m_lat, [-1])) if flip else (x, m_lat)
+            prompts = [[p] for p in used] + ([] if split or n == 1 else [used])
+            for ps in prompts:
+                with torch.no_grad():
+                    latents = model.vae.encode(x_in).latent_dist.sample(generator=gen) * model.vae.config.scaling_factor
+                timesteps = torch.randint(0, 1000, (1,), generator=gen)
+                noise = torch.randn(latents.shape, generator=gen)
+                noisy = model.scheduler.add_noise(latents, noise, timesteps)
+                prompt_ids = tok("a " + " and ".join(names[p] for p in ps), padding="max_length",
+                                 max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+                model_pred = model.unet(noisy, timesteps, enc(prompt_ids)[0]).sample
+                max_mask = torch.max(m_in[[p % n for p in ps]], dim=0).values
+                loss = F.mse_loss(model_pred * max_mask, noise * max_mask, reduction="mean")
+                attn_loss = 0.0
+                for p in ps:
+                    feat = torch.from_numpy(masks[p % n]).float()                        # f_i: the mask itself
+                    feat = F.interpolate((feat.flip(-1) if flip else feat)[None, None], size=(16, 16))[0, 0]
+                    pos = int((prompt_ids[0] == ids[p]).nonzero().item())
+                    maps = [a[0, :, pos] for a in listen.maps.values() if a.shape[1] == 256]
+                    attn = torch.stack(maps).mean(0)
+                    x1, x2 = feat.reshape(-1) / feat.sum(), attn / attn.sum()
+                    attn_loss = attn_loss + AuthorsSinkhornOT.apply(x1.float(), x2.float(), dist, 1e-3, 200)
+                loss = loss + 1e-5 * attn_loss
+                if split:
+                    emb = F.normalize(weight[[ids[p] for p in used]], dim=-1)
+                    labels = torch.tensor([p % n for p in used])
+                    logits = emb @ emb.T / 0.07
+                    logits = logits - logits.max(1, keepdim=True).values.detach()
+                    not_self = 1 - torch.eye(len(emb))
+                    pos_mask = (labels[:, None] == labels[None, :]).float() * not_self
+                    log_prob = logits - torch.log((torch.exp(logits) * not_self).sum(1, keepdim=True))
+                    loss = loss + 1e-3 * (-((pos_mask * log_prob).sum(1) / pos_mask.sum(1))).mean()
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                with torch.no_grad():
+                    weight[~placeholder] = orig[~placeholder]
+    for q, flag in zip(model.unet.parameters(), flags):
+        q.requires_grad_(flag)
+    return weight.detach()[ids[:n]]
+
+
+def test_the_authors_preset_is_the_authors_training(tiny):
+    """learn_tokens(**express.AUTHORS_TOKENS) ends with the tokens of the authors' loop re-derived (their order of
+    updates, one optimizer through the merge, the contrastive term at each update, vocabulary initialization,
+    their Sinkhorn and its gradient), within 1e-5; it differs from our default schedule."""
+    masks = np.stack(SCENE.masks)
+    theirs = authors_training(tiny, SCENE.image, masks, steps=4, split_steps=2, g=2, seed=3)
+    kw = dict(express.AUTHORS_TOKENS, g=2)
+    ours = express.learn_tokens(tiny, SCENE.image, masks, steps=4, split_steps=2, seed=3, progress=False, **kw)
+    assert (ours.embeddings - theirs).abs().max() <= 1e-5
+    default = express.learn_tokens(tiny, SCENE.image, masks, steps=4, split_steps=2, g=2, seed=3, progress=False)
+    assert (default.embeddings - theirs).abs().max() > 1e-3
+    assert len(ours.curves["masked"]) == 2 * 4 + 2 * 3                    # one update per prompt: 2 x 4, then 2 x 3

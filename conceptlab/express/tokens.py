@@ -46,6 +46,13 @@ from ..hooks import LiveAttention, resize_grid
 from ..checks import as_seed
 from ..images import one_image
 
+AUTHORS_PLACEHOLDERS = 50            # the authors' train.sh adds 50 placeholder tokens (their init reads row V - 100 + p)
+AUTHORS = dict(schedule="authors", init="vocabulary", masked_mean="latent", emd="sinkhorn", g=5, lr=5e-4,
+               weight_decay=1e-2, tau=0.07, alpha=1e-3, beta=1e-5, joint=True, split_merge=True, align=True)
+"""learn_tokens(model, image, concepts, **AUTHORS): the authors' training (train.sh and train.py @db1dc61): their
+update order and optimizer state (`_authors_updates`), tokens started as copies of vocabulary rows, eq. 8 over the
+whole latent, eq. 11 by their unconverged Sinkhorn, their weights. book/methods.md says what is left out."""
+
 
 @dataclass
 class ConceptTokens:
@@ -171,7 +178,7 @@ class TokenTable:
     """The lookup table being learned: copies of the tokenizer and text encoder with the placeholder tokens
     added (split tokens <c_i_k> and final tokens <c_i>); only `trainable` rows may change."""
 
-    def __init__(self, model, n: int, g: int, split_merge: bool, gen: torch.Generator):
+    def __init__(self, model, n: int, g: int, split_merge: bool, gen: torch.Generator, init: str = "random"):
         self.tok, self.enc = copy.deepcopy(model.tokenizer), copy.deepcopy(model.text_encoder)
         self.final = [f"<c{i}>" for i in range(n)]
         self.split = [[f"<c{i}_{k}>" for k in range(g)] for i in range(n)] if split_merge else [[t] for t in self.final]
@@ -181,10 +188,15 @@ class TokenTable:
             [[i] for i in self.ids_final]
         self.enc.requires_grad_(False)
         self.weight = self.enc.get_input_embeddings().weight
-        with torch.no_grad():                                     # random initialization, at the table's scale
-            scale = self.weight[:scale_rows].std()
-            for row in self.split_rows:
-                self.weight[row] = torch.randn(self.weight.shape[1], generator=gen) * scale
+        with torch.no_grad():
+            if init == "vocabulary":      # the authors': placeholder p = j n + i copies row V - 2 A + p, A = 50
+                for i, ids in enumerate(self.ids_split):
+                    for j, row in enumerate(ids):
+                        self.weight[row] = self.weight[(scale_rows - 2 * AUTHORS_PLACEHOLDERS + j * n + i) % scale_rows]
+            else:                                                 # random, at the table's scale
+                scale = self.weight[:scale_rows].std()
+                for row in self.split_rows:
+                    self.weight[row] = torch.randn(self.weight.shape[1], generator=gen) * scale
         self.frozen = self.weight.detach().clone()
         self.weight.requires_grad_(True)
         self.trainable = torch.zeros(len(self.weight), dtype=torch.bool)
@@ -194,11 +206,16 @@ class TokenTable:
     def split_rows(self) -> list[int]:
         return [i for ids in self.ids_split for i in ids]
 
-    def merge(self) -> None:
-        """Split-and-merge: each concept's g split embeddings -> their mean, now the only trainable rows."""
+    def merge(self, into_first: bool = False) -> None:
+        """Split-and-merge: each concept's g split embeddings -> their mean, now the only trainable rows.
+        into_first=True (the authors' code): the mean goes into each concept's first split row, which goes on
+        as the concept's token; every split row stays trainable (their optimizer keeps moving them all)."""
         with torch.no_grad():
-            for fin, ids in zip(self.ids_final, self.ids_split):
-                self.weight[fin] = self.weight[ids].mean(0)
+            for i, ids in enumerate(self.ids_split):
+                self.weight[ids[0] if into_first else self.ids_final[i]] = self.weight[ids].mean(0)
+        if into_first:                       # the tokens are now these rows (prompts name them by split[i][0])
+            self.ids_final = [ids[0] for ids in self.ids_split]
+            return
         self.frozen = self.weight.detach().clone()
         self.trainable[:] = False
         self.trainable[self.ids_final] = True
@@ -219,13 +236,15 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
                  lr: float = 5e-4, weight_decay: float = 1e-2, tau: float = 0.07, alpha: float = 1e-3,
                  beta: float = 1e-5, split_merge: bool = True, align: bool = True, joint: bool = True,
                  template: str | None = None, schedule: str = "sampled", seed: int = 0,
-                 progress: bool = True, record_gradients: bool = False, masked_mean: str = "mask") -> ConceptTokens:
+                 progress: bool = True, record_gradients: bool = False, masked_mean: str = "mask", init: str = "random",
+                 emd: str = "exact") -> ConceptTokens:
     """Learn one token per concept of `image` (PIL, uint8 array, or tensor in [-1, 1]).
     concepts: a Localization (from localize), its concepts, or masks (N, H, W) (then f_i is the mask itself).
     template: the prompt around a token ("a photo of {}" on real models; "a {}" on the toy models, whose
     vocabulary has no "photo"). split_merge=False, align=False, joint=False: Break-A-Scene-dagger.
     schedule: "sampled" (one UNet call a step: a random prompt of the table) or "official" (every prompt
-    every step, as the authors' code; see the module doc): on a two-object toy scene 121 s against 37 s.
+    every step, as the authors' code; see the module doc), several times slower (the README has the timing)
+    or "authors" (their loop: one update per prompt, see `_authors_updates`).
     masked_mean: how eq. 8's squared error is averaged: "mask" (over the concept's mask: each concept weighs the
     same, whatever its size) or "latent" (over the whole latent, as the authors' code's F.mse_loss of the masked
     tensors: a concept weighs its share of the latent, so the contrastive and EMD terms weigh more beside it).
@@ -233,7 +252,11 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
     (curves "grad_masked", "grad_contrastive", "grad_emd"): which term drives the tokens. It costs a backward
     pass per term and leaves the result unchanged.
     split_steps=None: the paper's 100 of 500 steps, in proportion (round(0.2 steps), at least 1).
-    Deterministic for a seed on the CPU. The model passed in is not modified."""
+    init: "random" (ours: Gaussian rows at the table's scale) or "vocabulary" (the authors': copies of vocabulary
+    rows, see `TokenTable`). emd: "exact" (POT, what eq. 11 asks) or "sinkhorn" (the authors' unconverged
+    solver and gradient, `sinkhorn_loss`).
+    schedule="authors": the authors' training loop (`_authors_updates`); `**AUTHORS` sets it with their other
+    choices. Deterministic for a seed on the CPU. The model passed in is not modified."""
     from tqdm.auto import tqdm
 
     if model.kind != "sd":
@@ -248,9 +271,16 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
     if masked_mean not in ("mask", "latent"):
         raise ValueError(f"masked_mean must be 'mask' (the mean over the concept's mask) or 'latent' (over the whole "
                          f"latent, as the authors' code), got {masked_mean!r}")
-    if schedule not in ("sampled", "official"):
-        raise ValueError(f"schedule must be 'sampled' (one prompt a step) or 'official' (every prompt every step), "
-                         f"got {schedule!r}")
+    if schedule not in ("sampled", "official", "authors"):
+        raise ValueError(f"schedule must be 'sampled' (one prompt a step), 'official' (every prompt every step) or "
+                         f"'authors' (every prompt every step, one update each), got {schedule!r}")
+    if init not in ("random", "vocabulary"):
+        raise ValueError(f"init must be 'random' or 'vocabulary' (copies of vocabulary rows, as the authors), got {init!r}")
+    if emd not in ("exact", "sinkhorn"):
+        raise ValueError(f"emd must be 'exact' (POT) or 'sinkhorn' (the authors' solver), got {emd!r}")
+    if schedule == "authors" and (not split_merge or record_gradients):
+        raise ValueError("schedule='authors' is the authors' split-and-merge loop: it needs split_merge=True and does "
+                         "not record gradients")
     if split_merge and not 0 < split_steps < steps:
         raise ValueError(f"split_steps must be between 1 and steps - 1 ({steps - 1}), got {split_steps}")
     seed = as_seed(seed)
@@ -262,7 +292,7 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
         raise ValueError(f"template must hold one '{{}}' where the token goes, e.g. 'a photo of {{}}', got {template!r}")
     g = g if split_merge else 1
     gen = torch.Generator().manual_seed(seed)
-    table = TokenTable(model, n, g, split_merge, gen)
+    table = TokenTable(model, n, g, split_merge, gen, init)
     if joint and n > 1:                                     # the longest prompt must fit, never be cut
         longest = len(table.tok(template.format(" and ".join(table.final))).input_ids)
         if longest > table.tok.model_max_length:
@@ -280,68 +310,142 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
     if record_gradients:
         curves.update(grad_masked=[], grad_contrastive=[], grad_emd=[])
     targets = {}                                            # f_i on the attention grid, per (concept, flip)
+    eq11 = sinkhorn_loss if emd == "sinkhorn" else emd_loss
     opt = torch.optim.AdamW([table.weight], lr=lr, weight_decay=weight_decay)
     listen = LiveAttention(model.unet, kind="cross")
     flags = [p.requires_grad for p in model.unet.parameters()]
     model.unet.requires_grad_(False)                        # frozen (restored below)
     try:
         with listen:
-            for step in tqdm(range(steps), desc="learning tokens", disable=not progress):
-                merged = not split_merge or step >= split_steps
-                if split_merge and step == split_steps:
-                    table.merge()
-                    opt = torch.optim.AdamW([table.weight], lr=lr, weight_decay=weight_decay)
-                flip, words = _step_prompts(table, merged, joint and merged and n > 1, schedule, gen)
-                P = len(words)                                  # one batch, each prompt its own t and noise
-                mask = torch.stack([m_lat[ks, flip].amax(0) for _, ks in words])                # (P, h, w)
-                t = torch.randint(T, (P,), generator=gen)
-                noise = torch.randn((P, *z.shape[1:]), generator=gen)
-                a_t = alphas[t].view(P, 1, 1, 1)
-                z0 = z[flip:flip + 1]
-                z_t = a_t.sqrt() * z0 + (1 - a_t).sqrt() * noise
-                hidden, ids = table.encode([template.format(" and ".join(w)) for w, _ in words])  # (P, L, D), (P, L)
-                pred = model.unet(z_t, t, encoder_hidden_states=hidden).sample
-                target = a_t.sqrt() * noise - (1 - a_t).sqrt() * z0 if v_pred else noise
-                count = (mask.sum((1, 2)) * pred.shape[1]).clamp_min(1) if masked_mean == "mask" else pred[0].numel()
-                per_prompt = (((pred - target) * mask[:, None]) ** 2).sum((1, 2, 3)) / count       # eq. 8, (P,)
-                masked = per_prompt.mean()
-                terms, con, emd = {"masked": per_prompt.sum()}, torch.zeros(()), torch.zeros(())
-                if not merged:                                  # supervised contrastive over the split tokens
-                    labels = torch.arange(n).repeat_interleave(g)
-                    con = supervised_contrastive(table.weight[table.split_rows], labels, tau)
-                    terms["contrastive"] = P * alpha * con      # the official code adds it at each of its P updates
-                if align and (schedule == "official" or len(words[0][1]) == 1):   # eq. 11 ("sampled": not the joint)
-                    emds = []
-                    for b, (w, ks) in enumerate(words):
-                        for k, word in zip(ks, w):
-                            pos = int((ids[b] == table.tok.convert_tokens_to_ids(word)).nonzero()[0, 0])
-                            a, grid = _token_map(listen.maps, b, pos)
-                            if (k, flip) not in targets:
-                                targets[k, flip] = to_grid(f[k][flip], _grid_of(dists[k], masks[k]), grid)
-                            emds.append(emd_loss(a, targets[k, flip], grid))
-                    emds = torch.stack(emds)
-                    emd, terms["emd"] = emds.mean(), beta * emds.sum()
-                if record_gradients:
-                    for key in ("masked", "contrastive", "emd"):
-                        curves[f"grad_{key}"].append(_grad_norm(terms[key], table) if key in terms else 0.0)
-                loss = sum(terms.values())
-                opt.zero_grad()
-                loss.backward()
-                table.weight.grad[~table.trainable] = 0
-                opt.step()
-                table.restore()                                 # only the learned rows change
-                if not merged:
-                    sims.append([float(_mean_pairwise_cos(table.weight[ids].detach())) for ids in table.ids_split])
-                for key, v in (("masked", masked), ("contrastive", con), ("emd", emd)):
-                    curves[key].append(float(v.detach()))
+            if schedule == "authors":
+                _authors_updates(model, x, m_lat, f, dists, masks, table, template, steps, split_steps, lr,
+                                 weight_decay, tau, alpha, beta, align, joint, emd, gen, listen, curves, sims, progress)
+            else:
+                for step in tqdm(range(steps), desc="learning tokens", disable=not progress):
+                    merged = not split_merge or step >= split_steps
+                    if split_merge and step == split_steps:
+                        table.merge()
+                        opt = torch.optim.AdamW([table.weight], lr=lr, weight_decay=weight_decay)
+                    flip, words = _step_prompts(table, merged, joint and merged and n > 1, schedule, gen)
+                    P = len(words)                                  # one batch, each prompt its own t and noise
+                    mask = torch.stack([m_lat[ks, flip].amax(0) for _, ks in words])                # (P, h, w)
+                    t = torch.randint(T, (P,), generator=gen)
+                    noise = torch.randn((P, *z.shape[1:]), generator=gen)
+                    a_t = alphas[t].view(P, 1, 1, 1)
+                    z0 = z[flip:flip + 1]
+                    z_t = a_t.sqrt() * z0 + (1 - a_t).sqrt() * noise
+                    hidden, ids = table.encode([template.format(" and ".join(w)) for w, _ in words])  # (P, L, D), (P, L)
+                    pred = model.unet(z_t, t, encoder_hidden_states=hidden).sample
+                    target = a_t.sqrt() * noise - (1 - a_t).sqrt() * z0 if v_pred else noise
+                    count = (mask.sum((1, 2)) * pred.shape[1]).clamp_min(1) if masked_mean == "mask" else pred[0].numel()
+                    per_prompt = (((pred - target) * mask[:, None]) ** 2).sum((1, 2, 3)) / count       # eq. 8, (P,)
+                    masked = per_prompt.mean()
+                    terms, con, emd = {"masked": per_prompt.sum()}, torch.zeros(()), torch.zeros(())
+                    if not merged:                                  # supervised contrastive over the split tokens
+                        labels = torch.arange(n).repeat_interleave(g)
+                        con = supervised_contrastive(table.weight[table.split_rows], labels, tau)
+                        terms["contrastive"] = P * alpha * con      # the official code adds it at each of its P updates
+                    if align and (schedule == "official" or len(words[0][1]) == 1):   # eq. 11 ("sampled": not the joint)
+                        emds = []
+                        for b, (w, ks) in enumerate(words):
+                            for k, word in zip(ks, w):
+                                pos = int((ids[b] == table.tok.convert_tokens_to_ids(word)).nonzero()[0, 0])
+                                a, grid = _token_map(listen.maps, b, pos)
+                                if (k, flip) not in targets:
+                                    targets[k, flip] = to_grid(f[k][flip], _grid_of(dists[k], masks[k]), grid)
+                                emds.append(eq11(a, targets[k, flip], grid))
+                        emds = torch.stack(emds)
+                        emd, terms["emd"] = emds.mean(), beta * emds.sum()
+                    if record_gradients:
+                        for key in ("masked", "contrastive", "emd"):
+                            curves[f"grad_{key}"].append(_grad_norm(terms[key], table) if key in terms else 0.0)
+                    loss = sum(terms.values())
+                    opt.zero_grad()
+                    loss.backward()
+                    table.weight.grad[~table.trainable] = 0
+                    opt.step()
+                    table.restore()                                 # only the learned rows change
+                    if not merged:
+                        sims.append([float(_mean_pairwise_cos(table.weight[ids].detach())) for ids in table.ids_split])
+                    for key, v in (("masked", masked), ("contrastive", con), ("emd", emd)):
+                        curves[key].append(float(v.detach()))
     finally:
         for p, flag in zip(model.unet.parameters(), flags):
             p.requires_grad_(flag)
     emb = table.weight.detach()[table.ids_final].clone()
     settings = dict(steps=steps, split_steps=split_steps if split_merge else 0, g=g, lr=lr, weight_decay=weight_decay,
                     tau=tau, alpha=alpha, beta=beta, split_merge=split_merge, align=align, joint=joint, schedule=schedule,
-                    template=template, seed=seed, model=model.name, masked_mean=masked_mean)
+                    template=template, seed=seed, model=model.name, masked_mean=masked_mean, init=init, emd=emd)
     return ConceptTokens(table.final, emb, masks, curves, sims, settings)
+
+
+def _authors_updates(model, x, m_lat, f, dists, masks, table, template, steps, split_steps, lr, weight_decay, tau, alpha,
+                     beta, align, joint, emd, gen, listen, curves, sims, progress) -> None:
+    """The authors' training loop (train.py and TokenManager @db1dc61, book/methods.md), on `table` in place.
+    Each step draws a flip, then takes one AdamW update per prompt, in their order: before the merge each split
+    token (j-major: <c0_0>, <c1_0>, ..., <c0_1>, ...), after it each concept's token and the joint prompt. Per
+    update: a fresh sample of the VAE posterior, its own t and noise; eq. 8 averaged over the whole latent; eq. 11
+    on f_i brought to the attention grid by nearest sampling (their F.interpolate), by `emd`; before the merge
+    the contrastive term over all split tokens. The merge writes each concept's mean into its first split row
+    and keeps the optimizer and its state; every placeholder row stays trainable (AdamW's momentum and decay
+    move them all at each update, as theirs). Their code also feeds the UNet the image twice per update (two
+    draws; eq. 8 reads the second, the attention averages both) and runs in float16: not reproduced here."""
+    from tqdm.auto import tqdm
+
+    n, g = len(table.split), len(table.split[0])
+    order = [(table.split[i][j], i) for j in range(g) for i in range(n)]        # their placeholder order
+    order_ids = torch.tensor([table.tok.convert_tokens_to_ids(w) for w, _ in order])
+    labels = torch.tensor([i for _, i in order])
+    v_pred = model.scheduler.config.get("prediction_type", "epsilon") == "v_prediction"
+    alphas, T = model.alphas_cumprod, len(model.alphas_cumprod)
+    eq11 = sinkhorn_loss if emd == "sinkhorn" else emd_loss
+    opt = torch.optim.AdamW([table.weight], lr=lr, weight_decay=weight_decay)
+    targets = {}
+    for step in tqdm(range(steps), desc="learning tokens", disable=not progress):
+        merged = step >= split_steps
+        if step == split_steps:
+            table.merge(into_first=True)                        # same optimizer, same state
+        flip = int(torch.randint(2, (1,), generator=gen))
+        words = [([w], [i]) for w, i in order] if not merged else \
+            [([table.split[i][0]], [i]) for i in range(n)] + \
+            ([([table.split[i][0] for i in range(n)], list(range(n)))] if joint and n > 1 else [])
+        xin = torch.flip(x, dims=[-1]) if flip else x
+        for w, ks in words:
+            with torch.no_grad():
+                z0 = model.encode(xin, sample=True, generator=gen)                   # (1, C, h, w), a fresh draw
+            t = torch.randint(T, (1,), generator=gen)
+            noise = torch.randn(z0.shape, generator=gen)
+            a_t = alphas[t].view(1, 1, 1, 1)
+            z_t = a_t.sqrt() * z0 + (1 - a_t).sqrt() * noise
+            hidden, ids = table.encode([template.format(" and ".join(w))])
+            pred = model.unet(z_t, t, encoder_hidden_states=hidden).sample
+            target = a_t.sqrt() * noise - (1 - a_t).sqrt() * z0 if v_pred else noise
+            mask = m_lat[ks, flip].amax(0)                                           # (h, w)
+            masked = (((pred - target) * mask) ** 2).mean()                          # eq. 8 over the whole latent
+            loss, emd_v, con = masked, torch.zeros(()), torch.zeros(())
+            if align:
+                emds = []
+                for k, word in zip(ks, w):
+                    pos = int((ids[0] == table.tok.convert_tokens_to_ids(word)).nonzero()[0, 0])
+                    a, grid = _token_map(listen.maps, 0, pos)
+                    if (k, flip, grid) not in targets:                               # their nearest resize
+                        src = _grid_of(dists[k], masks[k])
+                        targets[k, flip, grid] = F.interpolate(f[k][flip].float().view(1, 1, *src), size=grid)[0, 0].flatten()
+                    emds.append(eq11(a, targets[k, flip, grid], grid))
+                emd_v = torch.stack(emds).sum()
+                loss = loss + beta * emd_v
+            if not merged:
+                con = supervised_contrastive(table.weight[order_ids], labels, tau)
+                loss = loss + alpha * con
+            opt.zero_grad()
+            loss.backward()
+            table.weight.grad[~table.trainable] = 0
+            opt.step()
+            table.restore()
+            for key, v in (("masked", masked), ("contrastive", con), ("emd", emd_v)):
+                curves[key].append(float(v.detach()))
+        if not merged:
+            sims.append([float(_mean_pairwise_cos(table.weight[ids].detach())) for ids in table.ids_split])
 
 
 def _step_prompts(table: TokenTable, merged: bool, joint: bool, schedule: str, gen: torch.Generator):
@@ -373,6 +477,45 @@ def emd_loss(a: torch.Tensor, b: torch.Tensor, grid: tuple[int, int]) -> torch.T
     return ot.emd2(a, b, cell_cost(tuple(grid)))
 
 
+def _sinkhorn(mu: torch.Tensor, nu: torch.Tensor, cost: torch.Tensor, reg: float, iterations: int):
+    """Log-domain Sinkhorn between distributions mu (n,) and nu (m,) under cost (n, m), from uniform
+    potentials -> (sum(plan * cost), plan, log_u, log_v)."""
+    log_k = -cost / reg                                                 # (n, m) log kernel
+    log_mu, log_nu = mu.clamp_min(1e-300).log(), nu.clamp_min(1e-300).log()
+    log_u = torch.full_like(mu, -float(np.log(len(mu))))
+    log_v = torch.full_like(nu, -float(np.log(len(nu))))
+    for _ in range(iterations):                                         # alternate the two marginals
+        log_v = log_nu - torch.logsumexp(log_k + log_u[:, None], 0)
+        log_u = log_mu - torch.logsumexp(log_k + log_v[None, :], 1)
+    plan = (log_u[:, None] + log_k + log_v[None, :]).exp()
+    return (plan * cost).sum(), plan, log_u, log_v
+
+
+class _AuthorsSinkhorn(torch.autograd.Function):
+    """The authors' Sinkhorn loss (emd/emd.py SinkhornOT @db1dc61): the transport cost forward, and backward
+    the dual potentials times reg as the gradients of the two distributions (not the cost's own gradient)."""
+
+    @staticmethod
+    def forward(ctx, mu, nu, cost, reg, iterations):
+        value, _, log_u, log_v = _sinkhorn(mu.detach(), nu.detach(), cost, reg, iterations)
+        ctx.save_for_backward(log_u, log_v)
+        ctx.reg = reg
+        return value
+
+    @staticmethod
+    def backward(ctx, grad):
+        log_u, log_v = ctx.saved_tensors
+        return grad * log_u * ctx.reg, grad * log_v * ctx.reg, None, None, None
+
+
+def sinkhorn_loss(a: torch.Tensor, b: torch.Tensor, grid: tuple[int, int], reg: float = 1e-3,
+                  iterations: int = 200) -> torch.Tensor:
+    """Eq. 11 as the authors' code computes it (ptp_utils.wasser_loss @db1dc61): `a` the token's attention and `b`
+    f_i on a grid (n,), each normalized; Sinkhorn from b to a (`sinkhorn_emd`), with their gradient
+    (`_AuthorsSinkhorn`). learn_tokens(emd="sinkhorn") uses it."""
+    return _AuthorsSinkhorn.apply(b.double() / b.sum(), a.double() / a.sum(), cell_cost(tuple(grid)), reg, iterations)
+
+
 def sinkhorn_emd(a: torch.Tensor, b: torch.Tensor, grid: tuple[int, int], reg: float = 1e-3,
                  iterations: int = 200) -> tuple[torch.Tensor, torch.Tensor]:
     """Entropic optimal transport between two distributions on a grid (n,), solved the way the ConceptExpress
@@ -381,17 +524,8 @@ def sinkhorn_emd(a: torch.Tensor, b: torch.Tensor, grid: tuple[int, int], reg: f
     With reg 1e-3 the kernel exp(-cost / reg) is the identity to float precision (exp(-1000) off the diagonal),
     so 200 iterations leave a plan that is almost all diagonal and a cost near 0 whatever a and b are; the
     exact EMD (`emd_loss`) is what eq. 11 asks for. A larger reg (0.05, more iterations) comes close to it."""
-    cost = cell_cost(tuple(grid))
-    mu, nu = a.double() / a.sum(), b.double() / b.sum()
-    log_k = -cost / reg                                                 # (n, n) log kernel
-    log_mu, log_nu = mu.clamp_min(1e-300).log(), nu.clamp_min(1e-300).log()
-    log_u = torch.full_like(mu, -float(np.log(len(mu))))
-    log_v = torch.full_like(nu, -float(np.log(len(nu))))
-    for _ in range(iterations):                                         # alternate the two marginals
-        log_v = log_nu - torch.logsumexp(log_k + log_u[:, None], 0)
-        log_u = log_mu - torch.logsumexp(log_k + log_v[None, :], 1)
-    plan = (log_u[:, None] + log_k + log_v[None, :]).exp()
-    return (plan * cost).sum(), plan
+    value, plan, _, _ = _sinkhorn(a.double() / a.sum(), b.double() / b.sum(), cell_cost(tuple(grid)), reg, iterations)
+    return value, plan
 
 
 def _token_map(maps: dict, b: int, position: int) -> tuple[torch.Tensor, tuple[int, int]]:
