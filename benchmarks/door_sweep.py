@@ -66,8 +66,7 @@ def load_a_missing_relative_folder():
 @case("loading", "error")
 def load_clip_with_an_image_model_folder():
     import conceptlab
-    from conceptlab.toy import weights
-    conceptlab.load_clip(str(Path(weights.__file__).parent / "shapes"))
+    conceptlab.load_clip(str(Path(conceptlab.__file__).parent / "toy" / "weights" / "toy-shapes"))
 
 
 @case("loading", "error")
@@ -256,8 +255,8 @@ def load_an_inversion_from_a_missing_file():
     inversion.Inversion.load("/nonexistent/inv.pt")
 
 
-@case("scaling", "error")
-def renoise_authors_on_a_sound_model():
+@case("scaling", "accept")
+def renoise_authors_on_a_sound_model():          # 4 x 52 x 16 latents: patches of 4 fit
     import conceptlab
     from conceptlab import inversion
     from conceptlab.worlds import sounds
@@ -312,7 +311,7 @@ def symmetric_kl_of_a_vector():
 
 
 # ------------------------------------------------------------------ metrics
-@case("metrics", "error")
+@case("metrics", "accept")
 def psnr_of_numpy_arrays():
     from conceptlab import metrics
     metrics.psnr(np.zeros((1, 3, 8, 8)), np.zeros((1, 3, 8, 8)))

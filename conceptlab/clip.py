@@ -7,6 +7,9 @@ Images are PIL images or tensors (B, 3, H, W) in [-1, 1]; they are resized to th
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 
@@ -103,7 +106,27 @@ def load_clip(name: str = "toy-clip", device: str = "cpu") -> Clip:
         from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
         path, local = resolve(name, ("toy-clip",))
+        if local:
+            check_clip_folder(path)
         model = from_pretrained(CLIPModel, path, local).to(device)
         tokenizer = from_pretrained(CLIPTokenizer, path, local)
         processor = from_pretrained(CLIPImageProcessor, path, local)
     return Clip(model, tokenizer, processor, str(name))
+
+
+def check_clip_folder(path: str) -> None:
+    """A local folder for load_clip must hold a transformers CLIP model: config.json with model_type "clip"."""
+    p = Path(path)
+    if (p / "model_index.json").exists():
+        raise ValueError(f"{path} holds a diffusers pipeline, not a CLIP model: load it with conceptlab.load({path!r}); "
+                         "load_clip takes a CLIP model folder (config.json with model_type 'clip')")
+    config = p / "config.json"
+    if not p.is_dir() or not config.exists():
+        raise ValueError(f"{path} is not a CLIP model folder (no config.json): save one with "
+                         "CLIPModel.save_pretrained(folder), or give a hub id such as 'openai/clip-vit-base-patch32'")
+    try:
+        kind = json.loads(config.read_text()).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as error:
+        raise ValueError(f"{config} is not valid JSON ({error}): the download may be incomplete; fetch it again") from None
+    if kind != "clip":
+        raise ValueError(f"{path} holds a {kind!r} model, not CLIP (model_type 'clip')")

@@ -13,6 +13,7 @@ eps(z_s, t): the noise is evaluated at the current latent, the approximation DDI
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -56,6 +57,8 @@ class Inversion:
 
     @classmethod
     def load(cls, path) -> "Inversion":
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no inversion file {str(path)!r}: pass the path an Inversion was saved to (inv.save)")
         d = torch.load(path, weights_only=True)
         return cls(d["latents"], d["timesteps"], d["prompt"], d["method"], d["model_name"], d.get("noises"))
 

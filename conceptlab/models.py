@@ -87,7 +87,16 @@ def resolve(name: str, embedded: tuple[str, ...]) -> tuple[str, bool]:
         raise ValueError(f"unknown embedded model {name!r}; the embedded models are {embedded}")
     if Path(name).exists():
         return name, True
+    if looks_like_a_path(name):
+        raise FileNotFoundError(f"there is no folder {name!r} (looked in {Path(name).expanduser().resolve()}): "
+                                "check the path; a hub id looks like 'org/name'")
     return name, False
+
+
+def looks_like_a_path(name: str) -> bool:
+    """A name that can only be a local path: it starts with '.', '/' or '~', ends with a separator, or has more
+    separators than a hub id's one ('org/name')."""
+    return name.startswith((".", "/", "~")) or name.endswith(("/", os.sep)) or name.count("/") > 1 or "\\" in name
 
 
 def from_pretrained(cls, name: str, is_local: bool, **kw):

@@ -207,3 +207,30 @@ def test_a_zero_one_tensor_is_warned_about(toy):
         warnings.simplefilter("error")
         to_tensor(x * 2 - 1)
         toy.encode(x * 2 - 1)
+
+
+def test_paths_that_are_not_there_and_folders_of_the_wrong_kind(tmp_path):
+    """A path-like name that does not exist is a missing folder (not a model to `hf download`); load_clip given a
+    pipeline folder, or a folder of another model, says so; a missing inversion file is named."""
+    import json
+
+    import conceptlab
+    from conceptlab.models import EMBEDDED
+
+    for name in ("./no_such_folder", "../x/y", str(tmp_path / "missing"), "a/b/c"):
+        with pytest.raises(FileNotFoundError, match="there is no folder"):
+            conceptlab.load(name)
+    with pytest.raises(ValueError, match="holds a diffusers pipeline, not a CLIP model"):
+        conceptlab.load_clip(str(EMBEDDED / "toy-shapes"))
+    (tmp_path / "bert").mkdir()
+    (tmp_path / "bert" / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="holds a 'bert' model, not CLIP"):
+        conceptlab.load_clip(str(tmp_path / "bert"))
+    with pytest.raises(FileNotFoundError, match="no inversion file"):
+        inversion.Inversion.load(tmp_path / "inv.pt")
+
+
+def test_the_oracle_refuses_an_image_smaller_than_the_world():
+    with pytest.raises(ValueError, match="smaller than the shapes world"):
+        oracle.presence(np.zeros((7, 7, 3), np.uint8), "red circle")
+    assert 0 <= oracle.presence(np.zeros((64, 64, 3), np.uint8), "red circle") <= 1     # larger: box-filtered

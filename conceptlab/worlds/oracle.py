@@ -50,6 +50,9 @@ def at_world_size(a: np.ndarray) -> np.ndarray:
     """Images of another size (a real model's 512x512, say) are box-filtered to the world's 32x32."""
     if a.shape[:2] == (SIZE, SIZE):
         return a
+    if a.shape[0] < SIZE or a.shape[1] < SIZE:
+        raise ValueError(f"a {a.shape[1]}x{a.shape[0]} image is smaller than the shapes world's {SIZE}x{SIZE}: it "
+                         "cannot show the world's objects; give the scene at its size or larger")
     im = Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8)).resize((SIZE, SIZE), Image.BOX)
     return np.asarray(im, dtype=np.float32)
 
