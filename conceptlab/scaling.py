@@ -5,7 +5,8 @@ scaling the difference between the concept branch and the null branch.
     removed = conceptlab.scale_concept(model, image, "red circle", omega=0)   # remove
 
 Per sampling step i = 0..N-1 (noisiest first), with eps_null = eps(z_i, forward prompt, "" by default):
-    w_i     = omega (1 - i/(N-1))^gamma                 the paper's beta(t) = (t/T)^gamma, t counting down
+    w_i     = omega (1 - i/(N-1))^gamma                 the authors' code's reading of the paper's beta(t) =
+                                                        (t/T)^gamma, t counting down (beta="paper": (t_i/T)^gamma)
     eps_hat = eps_null + w_i (eps_c - eps_null)         eq. 5, eps_c = eps(z_i, c)
 and, while i < t_exit, the noise regularization with the inversion's memory bank (eqs. 6-7):
     z_ref   = (z_i + bank[N - i]) / 2,  eps_bar = eps(z_ref, c)
@@ -26,12 +27,23 @@ from .inversion import Inversion, alpha_pairs, check_inversion, invert, one_each
 from .models import Condition, Model
 
 
-def weights(omega: float, gamma: float, steps: int, clamp: bool = True) -> torch.Tensor:
-    """w_i = omega (1 - i/(N-1))^gamma for i = 0..N-1: (N,). gamma = 0 is constant (0^0 = 1).
+BETAS = ("authors", "paper")
+
+
+def weights(omega: float, gamma: float, steps: int, clamp: bool = True, timesteps: torch.Tensor | None = None,
+            train_steps: int = 1000) -> torch.Tensor:
+    """w_i = omega (1 - i/(N-1))^gamma for i = 0..N-1: (N,), the authors' code's schedule; with the sampling
+    `timesteps` (N,) given, the paper's omega (t_i / T)^gamma instead (T = train_steps); the two differ most
+    at the first step, where t_0 < T. gamma = 0 is constant (0^0 = 1).
     clamp=True clips at 0 as the authors' code does (any omega < 0 then acts as omega = 0)."""
     omega, gamma, _ = check_scale(omega, gamma)
     steps = check_steps(steps)
-    frac = 1 - torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
+    if timesteps is not None:
+        if len(timesteps) != steps:
+            raise ValueError(f"got {len(timesteps)} timesteps for {steps} steps: give the run's own timesteps")
+        frac = torch.as_tensor(timesteps, dtype=torch.float64).cpu() / train_steps
+    else:
+        frac = 1 - torch.arange(steps, dtype=torch.float64) / max(steps - 1, 1)
     w = omega * frac.pow(gamma)                         # torch: 0 ** 0 = 1
     return (w.clamp(min=0) if clamp else w).float()
 
@@ -57,12 +69,15 @@ def check_scale(omega: float, gamma: float, t_exit: int | None = None, steps: in
 @torch.no_grad()
 def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str | list[str], omegas: list[float],
                   gamma: float = 3.0, t_exit: int | None = None, forward_prompt: str | list[str] = "", clamp: bool = True,
-                  regularize: bool = True) -> torch.Tensor:
+                  regularize: bool = True, beta: str = "authors") -> torch.Tensor:
     """Sample from the inversion's z_T once per omega, all omegas batched. Returns clean latents (K, C, h, w).
     A list of S inversions (same step count), with one concept (and forward prompt) for all or one each,
     puts every (inversion, omega) pair in the same batch: (S*K, C, h, w), inversion-major.
     regularize=False turns the memory-bank regularization off (t_exit is then ignored). t_exit=None: the authors'
-    15 of 50 steps, in proportion to the step count (round(0.3 N))."""
+    15 of 50 steps, in proportion to the step count (round(0.3 N)). beta: the weight schedule, "authors"
+    (omega (1 - i/(N-1))^gamma, their code's) or "paper" (omega (t_i/T)^gamma, the paper's formula); see `weights`."""
+    if beta not in BETAS:
+        raise ValueError(f"beta must be 'authors' (their code's schedule) or 'paper' ((t/T)^gamma), got {beta!r}")
     omegas = as_list(omegas, "omegas", "numbers such as [0, 1, 3, 5]")
     invs = list(inv) if isinstance(inv, (list, tuple)) else [inv]
     if not invs:
@@ -82,7 +97,9 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
     gamma = check_scale(1.0, gamma)[1]
     omegas = [check_scale(omega, gamma, t_exit if regularize else None, steps)[0] for omega in omegas]
     k, n = len(omegas), len(invs)
-    w = torch.stack([weights(o, gamma, steps, clamp) for o in omegas]).repeat(n, 1).to(model.device)   # (S*K, N)
+    at = invs[0].timesteps if beta == "paper" else None
+    w = torch.stack([weights(o, gamma, steps, clamp, at, len(model.alphas_cumprod)) for o in omegas])
+    w = w.repeat(n, 1).to(model.device)                                                              # (S*K, N)
     c = Condition.cat([model.encode_text(one).repeat(k) for one in concepts])
     null = Condition.cat([(model.null() if fp == "" else model.encode_text(fp)).repeat(k) for fp in forwards])
     both = Condition.cat([null, c])                                  # batch [null x S*K, concept x S*K]
@@ -108,7 +125,7 @@ def scaled_sample(model: Model, inv: Inversion | list[Inversion], concept: str |
     return z
 
 
-AUTHORS = dict(method="renoise-authors", seed=7865, gamma=3.0, t_exit=None, clamp=True, regularize=True)
+AUTHORS = dict(method="renoise-authors", seed=7865, gamma=3.0, t_exit=None, clamp=True, regularize=True, beta="authors")
 """scale_concept(model, x, concept, omega, **AUTHORS): ScalingConcept's demo (demo.py @e201f3a): ReNoise with
 its noise regularization, averaging and a sampled z_0 (inversion method "renoise-authors", one renoise step,
 the demo's seed), gamma 3, early exit after 15 of 50 steps, weights clamped at 0. The sampler is theirs
@@ -124,28 +141,31 @@ def _inversion_of(model: Model, x_or_inversion, concept: str, steps: int, method
 
 def scale_concept(model: Model, x_or_inversion, concept: str, omega: float = 5.0, gamma: float = 3.0,
                   t_exit: int | None = None, steps: int = 50, forward_prompt: str = "", clamp: bool = True,
-                  regularize: bool = True, method: str = "ddim", seed: int = 0) -> torch.Tensor:
+                  regularize: bool = True, method: str = "ddim", seed: int = 0, beta: str = "authors") -> torch.Tensor:
     """Scale `concept` in an input (PIL, uint8 array, tensor in [-1, 1]) or in an existing Inversion.
     The input is inverted with the concept prompt itself (unguided), as in the paper. omega > 1 enhances,
     0 <= omega < 1 removes, omega = 1 with gamma = 0 (and no regularization) reconstructs.
     method, seed: the inversion's (see `conceptlab.invert`; the seed matters to "ddpm" and "renoise-authors").
-    `**AUTHORS` runs the authors' demo. Returns the edited image tensor (1, 3, H, W) in [-1, 1]."""
+    beta: the weight schedule (see `scaled_sample`). `**AUTHORS` runs the authors' demo.
+    Returns the edited image tensor (1, 3, H, W) in [-1, 1]."""
     omega, gamma, _ = check_scale(omega, gamma, t_exit if regularize else None, check_steps(steps))
     inv = _inversion_of(model, x_or_inversion, concept, steps, method, seed)
-    return model.decode(scaled_sample(model, inv, concept, [omega], gamma, t_exit, forward_prompt, clamp, regularize))
+    return model.decode(scaled_sample(model, inv, concept, [omega], gamma, t_exit, forward_prompt, clamp, regularize,
+                                      beta))
 
 
 def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[float], gamma: float = 3.0,
           t_exit: int | None = None, steps: int = 50, forward_prompt: str | list[str] = "", clamp: bool = True,
-          regularize: bool = True, method: str = "ddim", seed: int = 0):
+          regularize: bool = True, method: str = "ddim", seed: int = 0, beta: str = "authors"):
     """One inversion, every omega sampled in one batch: images (K, 3, H, W) in [-1, 1], in the order given.
     A list of inputs (images or Inversions) with one concept for all or one each: all inputs and omegas
     in one batch, returned as a list of (K, 3, H, W), one per input (images are inverted in one batch too).
-    method, seed: the inversion's, as in `scale_concept`."""
+    method, seed: the inversion's, as in `scale_concept`; beta: see `scaled_sample`."""
     if not isinstance(x_or_inversion, (list, tuple)):
         inv = _inversion_of(model, x_or_inversion, concept, steps, method, seed)
         omegas = as_list(omegas, "omegas", "numbers such as [0, 1, 3, 5]")
-        return model.decode(scaled_sample(model, inv, concept, omegas, gamma, t_exit, forward_prompt, clamp, regularize))
+        return model.decode(scaled_sample(model, inv, concept, omegas, gamma, t_exit, forward_prompt, clamp, regularize,
+                                          beta))
     items = list(x_or_inversion)
     if not items:
         raise ValueError("sweep got an empty list of inputs")
@@ -159,5 +179,6 @@ def sweep(model: Model, x_or_inversion, concept: str | list[str], omegas: list[f
         for j, one in zip(todo, invert(model, [items[j] for j in todo], [concepts[j] for j in todo], steps=steps,
                                        method=method, seed=seed)):
             invs[j] = one
-    images = model.decode(scaled_sample(model, invs, concepts, omegas, gamma, t_exit, forward_prompt, clamp, regularize))
+    images = model.decode(scaled_sample(model, invs, concepts, omegas, gamma, t_exit, forward_prompt, clamp, regularize,
+                                        beta))
     return list(images.split(len(omegas)))

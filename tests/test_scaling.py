@@ -184,3 +184,22 @@ def test_the_authors_preset_is_the_authors_edit(tiny):
     theirs = tiny.decode(authors_loop(tiny, inv, "a red circle", 5.0, 3.0, scaling.default_t_exit(8)))
     ours = scaling.scale_concept(tiny, image, "a red circle", omega=5.0, steps=8, **scaling.AUTHORS)
     assert (ours - theirs).abs().max() <= 1e-4
+
+
+def test_the_papers_weight_schedule_is_an_option(tiny):
+    """beta="paper": omega (t_i/T)^gamma on the run's timesteps. At 50 steps on SD's timesteps it differs from the
+    authors' omega (1 - i/(N-1))^gamma by at most 0.056 omega, at the first step; scaling runs with either."""
+    import diffusers
+
+    sched = diffusers.DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                                    steps_offset=1, clip_sample=False, set_alpha_to_one=False)
+    sched.set_timesteps(50)
+    paper, code = scaling.weights(1.0, 3.0, 50, timesteps=sched.timesteps), scaling.weights(1.0, 3.0, 50)
+    gap = (paper - code).abs()
+    assert abs(float(gap.max()) - 0.056) < 0.001 and int(gap.argmax()) == 0
+    inv = inversion.invert(tiny, shapes.scene("heldout", 0).image, "a red circle", steps=4)
+    a = scaling.scale_concept(tiny, inv, "a red circle", omega=5, steps=4, beta="paper")
+    b = scaling.scale_concept(tiny, inv, "a red circle", omega=5, steps=4)
+    assert a.shape == b.shape and not torch.equal(a, b)
+    with pytest.raises(ValueError, match="beta must be"):
+        scaling.scale_concept(tiny, inv, "a red circle", omega=5, steps=4, beta="linear")

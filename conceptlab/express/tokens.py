@@ -20,7 +20,7 @@ text encoder stay frozen. Three losses:
 After the merge the official code also trains the joint prompt "a photo of <c_0> and <c_1> ..." with the
 union of the masks (`joint=True`).
 
-Two schedules. The authors' code trains every prompt of the table every step: before the merge each of the
+Three schedules. The authors' code trains every prompt of the table every step: before the merge each of the
 N x g split tokens, after it each of the N tokens and the joint prompt, so every split token gets all
 `split_steps` updates and the merge averages g tokens that each learned the concept from their own random
 start (`schedule="official"`). It takes one optimizer step per prompt; we put the prompts in one batch, each
@@ -28,7 +28,8 @@ with its own t and noise, and take one step: every row gets the same gradients, 
 its own prompt and the joint one (the contrastive term, which it adds at each of its P updates, weighs P).
 The default `schedule="sampled"` trains one random prompt a step (a split token gets about
 split_steps / (N g) updates before the merge), one UNet call a step; every number in the benchmark and the
-notebooks so far was measured with it.
+notebooks so far was measured with it. `schedule="authors"` is their loop itself, one update per prompt
+(`_authors_updates`); `AUTHORS` sets it with the rest of their recipe.
 """
 from __future__ import annotations
 
