@@ -10,7 +10,7 @@ from .. import metrics
 from ..hooks import resize_grid
 from ..images import to_tensor
 from .cluster import finch_k, kmeans
-from .localize import PAPER_RECIPE, aggregate, localize, record_attention
+from .localize import AUTHORS, PAPER_RECIPE, aggregate, localize, record_attention
 
 
 def label_masks(labels: np.ndarray, grid: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
@@ -29,7 +29,7 @@ def object_filter(truth: np.ndarray, grid: tuple[int, int]):
 def compare(model, scenes, ks=(2, 3, 4, 5, 6, 7), n_max: int = 10, seed: int = 0) -> list[dict]:
     """One row per (scene, method): iou, recall, precision, count_error (see metrics.match_masks), n_objects.
     Methods: "ours" (automatic N, localize's defaults); "ours, paper's recipe" (PAPER_RECIPE: the phases as
-    the paper writes them); one row per default turned back to the paper's ("ours, no instance split",
+    the paper writes them); "the authors' code" (localize's AUTHORS preset); one row per default turned back to the paper's ("ours, no instance split",
     "ours, filter as eq. 5", "ours, delta x1"); "ours, object filter" (ground truth in place of the
     end-of-text filter: what the filter costs); "k-means k", "FINCH k"."""
     rows = []
@@ -41,6 +41,7 @@ def compare(model, scenes, ks=(2, 3, 4, 5, 6, 7), n_max: int = 10, seed: int = 0
         a, grid = loc.attention, loc.grid
         found = {"ours": loc.masks(),
                  "ours, paper's recipe": loc.redo(**PAPER_RECIPE).masks(),
+                 "the authors' code": localize(model, x, n_max, **AUTHORS).masks(),   # unrenormalized: a new pass
                  "ours, no instance split": loc.redo(instances=False).masks(),
                  "ours, filter as eq. 5": loc.redo(eot_scale="linear", eot_threshold="mean").masks(),
                  "ours, delta x1": loc.redo(delta_factor=1.0).masks(),

@@ -244,7 +244,8 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
     template: the prompt around a token ("a photo of {}" on real models; "a {}" on the toy models, whose
     vocabulary has no "photo"). split_merge=False, align=False, joint=False: Break-A-Scene-dagger.
     schedule: "sampled" (one UNet call a step: a random prompt of the table) or "official" (every prompt
-    every step, as the authors' code; see the module doc), several times slower (the README has the timing)
+    every step, the prompts of a step in one batched update where the authors' code takes one update each; see the
+    module doc), several times slower (the README has the timing)
     or "authors" (their loop: one update per prompt, see `_authors_updates`).
     masked_mean: how eq. 8's squared error is averaged: "mask" (over the concept's mask: each concept weighs the
     same, whatever its size) or "latent" (over the whole latent, as the authors' code's F.mse_loss of the masked
