@@ -342,7 +342,7 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
                     count = (mask.sum((1, 2)) * pred.shape[1]).clamp_min(1) if masked_mean == "mask" else pred[0].numel()
                     per_prompt = (((pred - target) * mask[:, None]) ** 2).sum((1, 2, 3)) / count       # eq. 8, (P,)
                     masked = per_prompt.mean()
-                    terms, con, emd = {"masked": per_prompt.sum()}, torch.zeros(()), torch.zeros(())
+                    terms, con, emd_v = {"masked": per_prompt.sum()}, torch.zeros(()), torch.zeros(())
                     if not merged:                                  # supervised contrastive over the split tokens
                         labels = torch.arange(n).repeat_interleave(g)
                         con = supervised_contrastive(table.weight[table.split_rows], labels, tau)
@@ -357,7 +357,7 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
                                     targets[k, flip] = to_grid(f[k][flip], _grid_of(dists[k], masks[k]), grid)
                                 emds.append(eq11(a, targets[k, flip], grid))
                         emds = torch.stack(emds)
-                        emd, terms["emd"] = emds.mean(), beta * emds.sum()
+                        emd_v, terms["emd"] = emds.mean(), beta * emds.sum()
                     if record_gradients:
                         for key in ("masked", "contrastive", "emd"):
                             curves[f"grad_{key}"].append(_grad_norm(terms[key], table) if key in terms else 0.0)
@@ -369,7 +369,7 @@ def learn_tokens(model, image, concepts, steps: int = 500, split_steps: int | No
                     table.restore()                                 # only the learned rows change
                     if not merged:
                         sims.append([float(_mean_pairwise_cos(table.weight[ids].detach())) for ids in table.ids_split])
-                    for key, v in (("masked", masked), ("contrastive", con), ("emd", emd)):
+                    for key, v in (("masked", masked), ("contrastive", con), ("emd", emd_v)):
                         curves[key].append(float(v.detach()))
     finally:
         for p, flag in zip(model.unet.parameters(), flags):
