@@ -2,7 +2,8 @@
 erase cleanly and an object's phrase leave the other objects alone?
 
     .venv/bin/python benchmarks/world_v2_pilot.py                  # about 40 minutes; results/world_v2_pilot.json
-    .venv/bin/python benchmarks/world_v2_pilot.py --steps 600 --arms control subsets
+    .venv/bin/python benchmarks/world_v2_pilot.py --arms empty                # one arm more, merged into the file
+    .venv/bin/python benchmarks/world_v2_pilot.py --arms subsets+empty --steps 1500   # kept as "... 1500 steps"
 
 Every arm continues the shipped toy-shapes (UNet and text encoder, the VAE fixed) for the same number of steps
 with the same recipe (toy.train.train_unet: min-SNR-5, grounding 0.1, batch 64, a cosine schedule from --lr),
@@ -10,7 +11,8 @@ and differs only in its data:
 - control: the train split and today's caption mix (55% name every object, 12% a subset);
 - subsets: captions that mostly name a subset of what is there, as alt text does (`subset_caption`);
 - subsets+empty: the same, and 15% of the training images are backgrounds with no object, captioned "" or
-  with the background's name.
+  with the background's name;
+- empty: today's caption mix, and the same 15% of backgrounds.
 Then each continued model is measured on the removal protocol (120 held-out scenes, DDIM, omega 0 and the
 omega 1 control, gamma 0, no regularization) and on context (40 two-object scenes, the first scaled at omega 5
 with the default regularization): benchmarks/inversions.py's own functions.
@@ -57,7 +59,7 @@ def subset_caption(labels, background, rng):
 
 
 def arm_data(data: dict, arm: str, rng: np.random.Generator) -> dict:
-    if arm != "subsets+empty":
+    if arm not in ("subsets+empty", "empty"):
         return data
     n = int(EMPTY_SHARE / (1 - EMPTY_SHARE) * len(data["images"]))
     bgs = [str(b) for b in rng.choice(list(shapes.BACKGROUNDS), size=n)]
@@ -70,9 +72,15 @@ def arm_data(data: dict, arm: str, rng: np.random.Generator) -> dict:
 def arm_captions(data: dict, arm: str):
     if arm == "control":
         return train.shapes_captions(data)
+    if arm == "empty":                  # today's mix; an empty scene (which it never names) as subset_caption says
+
+        def caption(labels, background, rng):
+            return train.training_caption(labels, background, rng) if labels else subset_caption(labels, background, rng)
+    else:
+        caption = subset_caption
 
     def captions(idx, rng, tokens):
-        caps, named = zip(*[subset_caption(data["labels"][i], data["backgrounds"][i], rng) for i in idx])
+        caps, named = zip(*[caption(data["labels"][i], data["backgrounds"][i], rng) for i in idx])
         pairs = [(j, k + 1, pos) for j, (c, ks, i) in enumerate(zip(caps, named, idx))
                  for k, pc, ps in train.word_positions(tokens.words(c), data["labels"][i], ks) for pos in (pc, ps)]
         return list(caps), pairs
@@ -96,7 +104,8 @@ def main():
         d = arm_data(data, arm, rng)
         run = argparse.Namespace(unet_lr=args.lr, unet_steps=args.steps, batch=64, seed=0, ema=0.999, grounding=0.1,
                                  command=f"world_v2_pilot {arm} {args.steps} steps lr {args.lr}")
-        work = args.workdir / arm.replace("+", "_")
+        key = arm if args.steps == 600 else f"{arm} {args.steps} steps"
+        work = args.workdir / key.replace("+", "_").replace(" ", "_")
         work.mkdir(parents=True, exist_ok=True)
         unet, text, tok, _ = train.train_unet(train.to_float(d["images"]), arm_captions(d, arm), base.vae,
                                               copy.deepcopy(base.unet).train(), copy.deepcopy(base.text_encoder).train(),
@@ -107,9 +116,9 @@ def main():
                                        requires_safety_checker=False)
         model = Model(pipe, f"toy-shapes+{arm}", toy=True)
         inversions.METHODS[:] = ["ddim"]
-        results[arm] = dict(steps=args.steps, lr=args.lr, train_seconds=round(seconds),
+        results[key] = dict(steps=args.steps, lr=args.lr, train_seconds=round(seconds),
                             removal=inversions.removal(model)["ddim"], context=inversions.context(model)["ddim"])
-        print(arm, json.dumps(results[arm]), flush=True)
+        print(key, json.dumps(results[key]), flush=True)
         OUT.mkdir(exist_ok=True)
         out_file.write_text(json.dumps(results, indent=2))
 
