@@ -23,7 +23,7 @@ from .ddim import add_noise, check_steps, ddim_step, ddpm_noise
 from .models import Condition, Model
 
 METHODS = ("ddim", "renoise", "ddpm", "renoise-authors")
-RENOISE_AVERAGE_BELOW = 250          # ReNoise averages its estimates only at low timesteps (book/methods.md)
+RENOISE_AVERAGE_BELOW = renoise.NoiseRegularization.below   # ReNoise averages only at low timesteps (book/methods.md)
 
 
 @dataclass
@@ -114,12 +114,13 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
         model.check_prompt(p, allow_empty=True)
     steps = check_steps(steps)
     seed = as_seed(seed)
-    if method == "renoise-authors":
+    authors = method == "renoise-authors"
+    if authors:
         renoise.check_shape(model.latent_shape)
-    gens = [torch.Generator().manual_seed(seed) for _ in images]        # "renoise-authors": one per image
+    gens = [torch.Generator().manual_seed(seed) for _ in images] if authors else None     # one per image
     z = []
     for k, im in enumerate(images):
-        z_k = model.encode(im, sample=True, generator=gens[k]) if method == "renoise-authors" else model.encode(im)
+        z_k = model.encode(im, sample=True, generator=gens[k]) if authors else model.encode(im)
         if z_k.shape[0] != 1:
             where = f"image {k} of the list is" if many else "got"
             raise ValueError(f"invert takes one image per entry, {where} a batch of {z_k.shape[0]}: "
@@ -130,7 +131,7 @@ def invert(model: Model, image, prompt: str | list[str], steps: int = 50, method
     timesteps = model.timesteps(steps)
     if method == "ddpm":
         return _edit_friendly(model, z, cond, prompts, timesteps, seed, many)
-    if method == "renoise-authors":
+    if authors:
         return _renoise_authors(model, z, cond, prompts, timesteps, gens, renoise_steps, many)
     bank = [z]
     with hooks.own_loop():
