@@ -49,25 +49,31 @@ WEIGHTS = Path(__file__).parent / "weights"
 
 
 # ------------------------------------------------------------------------------------------ data
-def world_data(n: int, workdir: Path) -> dict:
-    """The first n train scenes: uint8 images (n, 3, 32, 32), object labels, backgrounds, and object maps
-    uint8 (n, 32, 32) (0: background, k: the k-th object's mask; objects never overlap)."""
-    cache = workdir / f"train_{n}_v2.npz"
+def world_data(n: int, workdir: Path, world: shapes.World = shapes.V1) -> dict:
+    """The first n train scenes of a world version: uint8 images (n, 3, 32, 32), object labels, half-sizes,
+    backgrounds, and object maps uint8 (n, 32, 32) (0: background, k: where the k-th object is visible)."""
+    cache = workdir / (f"train_{n}_v2.npz" if world.version == 1 else f"train_{n}_world{world.version}.npz")
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
-        return dict(images=z["images"], labels=[l.split("|") for l in z["labels"]], backgrounds=list(z["backgrounds"]),
-                    objects=z["objects"])
-    images, labels, backgrounds, objects = [], [], [], []
+        return dict(images=z["images"], labels=[l.split("|") if l else [] for l in z["labels"]],
+                    radii=[[float(r) for r in l.split("|")] if l else [] for l in z["radii"]] if world.version > 1 else None,
+                    backgrounds=[str(b) for b in z["backgrounds"]], objects=z["objects"])
+    images, labels, radii, backgrounds, objects = [], [], [], [], []
     for i in tqdm(range(n), desc="rendering the train split", mininterval=5):
-        s = shapes.scene("train", i)
+        s = world.scene("train", i)
         images.append(s.image.transpose(2, 0, 1))
         labels.append(s.labels)
+        radii.append([o.r for o in s.objects])
         backgrounds.append(s.background)
-        objects.append(sum(((k + 1) * m).astype(np.uint8) for k, m in enumerate(s.masks)))
-    out = dict(images=np.stack(images), labels=labels, backgrounds=backgrounds, objects=np.stack(objects))
+        omap = np.zeros((shapes.SIZE, shapes.SIZE), np.uint8)
+        for k, m in enumerate(s.masks):
+            omap[m] = k + 1
+        objects.append(omap)
+    out = dict(images=np.stack(images), labels=labels, radii=radii if world.version > 1 else None, backgrounds=backgrounds,
+               objects=np.stack(objects))
     workdir.mkdir(parents=True, exist_ok=True)
     np.savez(cache, images=out["images"], labels=np.array(["|".join(l) for l in labels]), backgrounds=np.array(backgrounds),
-             objects=out["objects"])
+             radii=np.array(["|".join(f"{r:.4f}" for r in rs) for rs in radii]), objects=out["objects"])
     return out
 
 
@@ -109,9 +115,32 @@ def sound_caption(kinds: list[str], rng: np.random.Generator, full: float = 0.6)
     return sounds.caption_for(order[:int(rng.integers(1, len(kinds) + 1))])
 
 
-def objects_of(labels: list[str]) -> list[shapes.ShapeObject]:
-    """Placeholder objects named by labels ("red circle"), enough to write captions."""
-    return [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, 1) for l in labels]
+def objects_of(labels: list[str], radii: list[float] | None = None) -> list[shapes.ShapeObject]:
+    """Placeholder objects named by labels ("red circle") with their half-sizes, enough to write captions."""
+    radii = radii or [5.0] * len(labels)
+    return [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, r) for l, r in zip(labels, radii)]
+
+
+def alt_text_caption(labels: list[str], radii: list[float], background: str,
+                     rng: np.random.Generator) -> tuple[str, list[int]]:
+    """World v2's captions, like alt text: what is there is rarely all named. For a scene with objects: empty
+    10%, the background alone 5%, every object 25% (in a random order), otherwise a random proper subset (a
+    lone object is named alone); the background said half the time; each named object's size word (when it
+    has one, shapes.size_word) said half the time. An empty scene: "" 40%, else its background's name.
+    Returns the caption and the indices of the objects it names, in caption order."""
+    objs = objects_of(labels, radii)
+    u = rng.random()
+    if not objs:
+        return ("" if u < 0.4 else background), []
+    if u < 0.10:
+        return "", []
+    if u < 0.15:
+        return background, []
+    order = [int(i) for i in rng.permutation(len(objs))]
+    k = len(objs) if u < 0.40 or len(objs) == 1 else int(rng.integers(1, len(objs)))
+    sizes = [bool(rng.random() < 0.5) for _ in range(k)]
+    bg = background if rng.random() < 0.5 else None
+    return shapes.caption_for([objs[i] for i in order[:k]], bg, sizes), order[:k]
 
 
 def training_caption(labels: list[str], background: str, rng: np.random.Generator) -> tuple[str, list[int]]:
@@ -283,8 +312,13 @@ def band_energy_loss(rec: torch.Tensor, x: torch.Tensor, chunk: int = 16, mels: 
 
 def shapes_captions(data):
     """toy-shapes' caption sampler for train_unet: (scene indices, rng, Tokens) -> (captions, grounding pairs)."""
+    def caption(i: int, rng: np.random.Generator):
+        if data.get("radii") is None:           # world v1 (no sizes kept): its caption mix
+            return training_caption(data["labels"][i], data["backgrounds"][i], rng)
+        return alt_text_caption(data["labels"][i], data["radii"][i], data["backgrounds"][i], rng)
+
     def captions(idx: list[int], rng: np.random.Generator, tokens: Tokens):
-        caps, named = zip(*[training_caption(data["labels"][i], data["backgrounds"][i], rng) for i in idx])
+        caps, named = zip(*[caption(i, rng) for i in idx])
         pairs = [(j, k + 1, pos) for j, (c, ks, i) in enumerate(zip(caps, named, idx))
                  for k, pc, ps in word_positions(tokens.words(c), data["labels"][i], ks) for pos in (pc, ps)]
         return list(caps), pairs
@@ -395,7 +429,9 @@ def train_clip(data, args, workdir: Path):
         for i in idx:
             labels, bg = data["labels"][i], data["backgrounds"][i]
             u = rng.random()
-            if u < 0.6:                                            # one object's phrase
+            if not labels:                                         # an empty scene (world v2): its background
+                texts.append(bg); named.append(([], bg))
+            elif u < 0.6:                                          # one object's phrase
                 lab = [labels[int(rng.integers(len(labels)))]]
                 texts.append(f"a {lab[0]}"); named.append((lab, None))
             else:                                                  # the caption, with or without background
@@ -470,6 +506,8 @@ def main(argv=None):
     p.add_argument("--full-captions", type=float, default=0.6,
                    help="toy-sounds: share of captions naming every source (10%% are empty, the rest name a "
                         "random subset)")
+    p.add_argument("--world-version", type=int, choices=[1, 2], default=1,
+                   help="shapes world version (2: issue 28's world, with alt-text captions; see shapes.World)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=None, help="checkpoints (default: .toy_runs/<world>)")
     p.add_argument("--out", type=Path, default=WEIGHTS)
@@ -488,14 +526,14 @@ def main(argv=None):
     args.command = command
     t0 = time.time()
     if args.world == "shapes":
-        data = world_data(args.scenes, args.workdir)
+        data = world_data(args.scenes, args.workdir, shapes.V2 if args.world_version == 2 else shapes.V1)
         x_all, captions, new_vae, vocab_dir, name = (to_float(data["images"]), shapes_captions(data), nets.vae,
                                                      vocab.VOCAB_DIR, "toy-shapes")
     else:
         data = sound_data(args.scenes, args.workdir)
         x_all, captions, new_vae, vocab_dir, name = (torch.from_numpy(data["images"]), sounds_captions(data, args.full_captions),
                                                      nets.sound_vae, vocab.SOUNDS_DIR, "toy-sounds")
-    meta = dict(command=command, seed=args.seed, scenes=args.scenes, batch=args.batch, vae_batch=args.vae_batch,
+    meta = dict(command=command, seed=args.seed, world_version=args.world_version, scenes=args.scenes, batch=args.batch, vae_batch=args.vae_batch,
                 clip_batch=args.clip_batch, torch=torch.__version__)
     if args.world == "sounds":              # how conceptlab.load turns waveforms into this model's images and back
         meta = dict(meta, world="sounds", audio=dict(sample_rate=audio.SAMPLE_RATE, frames=nets.SOUND_FRAMES,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..worlds.shapes import BACKGROUNDS, COLOURS, SHAPES
+from ..worlds.shapes import BACKGROUNDS, COLOURS_V2, SHAPES_V2
 from ..worlds.sounds import KINDS
 
 VOCAB_DIR = Path(__file__).parent / "vocab"
@@ -19,7 +19,7 @@ BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 MAX_LENGTH = 32           # tokens per prompt, start and end included (SD uses 77)
 
 WORDS = sorted(set(
-    list(COLOURS) + list(SHAPES) + list(BACKGROUNDS)
+    list(COLOURS_V2) + list(SHAPES_V2) + list(BACKGROUNDS)
     + "a an the and on in of with photo picture image scene object shape background empty".split()
     + "big small faded bright dark left right top bottom".split()
 ))

@@ -11,22 +11,26 @@ Its own accuracy on clean and decoded scenes is measured by `benchmarks/toy_qual
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .shapes import BACKGROUNDS, COLOURS, LABELS, SHAPES, SIZE, SUPERSAMPLE
+from .shapes import BACKGROUNDS, PALETTE, SIZE, SUPERSAMPLE, V1, World
 
 THRESHOLD = 0.5
 MIN_AREA = 5          # blobs smaller than this (pixels) are noise
 FULL_AREA = 25        # blobs this large get a full size factor (the smallest normal object is ~42 px)
 
-_OBJECT_NAMES = list(COLOURS)
-_PALETTE = np.array(
-    [COLOURS[c] for c in _OBJECT_NAMES]
-    + [c for top, bottom in BACKGROUNDS.values() for c in (top, bottom, np.add(top, bottom) / 2)],
-    dtype=np.float32,
-)
+
+
+@functools.lru_cache(maxsize=None)
+def palette(world: World = V1) -> np.ndarray:
+    """(colours + 9, 3): the world's object colours in its order, then each background's top, bottom and middle."""
+    return np.array([PALETTE[c] for c in world.colours]
+                    + [c for top, bottom in BACKGROUNDS.values() for c in (top, bottom, np.add(top, bottom) / 2)],
+                    dtype=np.float32)
 
 
 def as_array(image) -> np.ndarray:
@@ -57,10 +61,10 @@ def at_world_size(a: np.ndarray) -> np.ndarray:
     return np.asarray(im, dtype=np.float32)
 
 
-def colour_map(image) -> np.ndarray:
-    """(32, 32) int: index into the palette of each pixel's nearest colour (0..3 are object colours)."""
+def colour_map(image, world: World = V1) -> np.ndarray:
+    """(32, 32) int: index into `palette(world)` of each pixel's nearest colour (the first are object colours)."""
     a = at_world_size(as_array(image))
-    d = ((a[:, :, None, :] - _PALETTE[None, None]) ** 2).sum(-1)
+    d = ((a[:, :, None, :] - palette(world)[None, None]) ** 2).sum(-1)
     return d.argmin(-1)
 
 
@@ -73,19 +77,21 @@ def _template(shape: str, top: int, bottom: int, left: int, right: int, h: int, 
         fine = ((x - cx) / hw) ** 2 + ((y - cy) / hh) ** 2 <= 1
     elif shape == "square":
         fine = (np.abs(x - cx) <= hw) & (np.abs(y - cy) <= hh)
+    elif shape == "diamond":
+        fine = np.abs(x - cx) / hw + np.abs(y - cy) / hh <= 1
     else:                                           # triangle: apex at the top centre, base at the bottom
         t = (y - top) / (bottom - top)
         fine = (t >= 0) & (t <= 1) & (np.abs(x - cx) <= hw * t)
     return fine.astype(np.float32).reshape(h, SUPERSAMPLE, w, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def blobs(image, colour: str) -> list[dict]:
+def blobs(image, colour: str, world: World = V1) -> list[dict]:
     """The connected blobs of one colour, each with its area, box and per-shape template IoU."""
-    if colour not in COLOURS:
-        raise ValueError(f"unknown colour {colour!r}; the shapes world has {tuple(COLOURS)}")
-    cmap = colour_map(image)
+    if colour not in world.colours:
+        raise ValueError(f"unknown colour {colour!r}; the shapes world has {world.colours}")
+    cmap = colour_map(image, world)
     h, w = cmap.shape
-    lab, n = ndimage.label(cmap == _OBJECT_NAMES.index(colour))
+    lab, n = ndimage.label(cmap == world.colours.index(colour))
     out = []
     for k, sl in enumerate(ndimage.find_objects(lab), start=1):
         m = lab == k
@@ -94,7 +100,7 @@ def blobs(image, colour: str) -> list[dict]:
             continue
         top, bottom, left, right = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
         ious = {}
-        for s in SHAPES:
+        for s in world.shapes:
             t = _template(s, top, bottom, left, right, h, w)
             ious[s] = float(np.minimum(t, m).sum() / np.maximum(t, m).sum())
         bh, bw = bottom - top, right - left
@@ -103,13 +109,13 @@ def blobs(image, colour: str) -> list[dict]:
     return out
 
 
-def best_blob(image, label: str) -> tuple[float, dict | None]:
+def best_blob(image, label: str, world: World = V1) -> tuple[float, dict | None]:
     """The blob of `label`'s colour that looks most like `label`: (its presence score, the blob as `blobs` gives
     it), or (0.0, None) when there is no blob of that colour."""
-    label = _check_label(label)
+    label = _check_label(label, world)
     colour, shape = label.split()
     scored = []
-    for b in blobs(image, colour):
+    for b in blobs(image, colour, world):
         size = min(1.0, b["area"] / FULL_AREA)
         aspect = float(np.clip((b["aspect"] - 0.4) / 0.3, 0, 1))
         fit = b["ious"][shape] * (1.0 if max(b["ious"], key=b["ious"].get) == shape else 0.5)
@@ -117,22 +123,22 @@ def best_blob(image, label: str) -> tuple[float, dict | None]:
     return max(scored, key=lambda sb: sb[0], default=(0.0, None))
 
 
-def presence(image, label: str) -> float:
+def presence(image, label: str, world: World = V1) -> float:
     """How present the object `label` ("red circle", or "a red circle") is in `image`: a score in [0, 1]."""
-    return best_blob(image, label)[0]
+    return best_blob(image, label, world)[0]
 
 
-def is_present(image, label: str, threshold: float = THRESHOLD) -> bool:
+def is_present(image, label: str, threshold: float = THRESHOLD, world: World = V1) -> bool:
     """Yes/no: is `label` in the image? (presence >= threshold)."""
-    return presence(image, label) >= threshold
+    return presence(image, label, world) >= threshold
 
 
-def detect(image) -> dict[str, float]:
-    """Presence of every one of the 12 labels: {label: score}."""
-    return {lab: presence(image, lab) for lab in LABELS}
+def detect(image, world: World = V1) -> dict[str, float]:
+    """Presence of every one of the world's labels (12 in v1): {label: score}."""
+    return {lab: presence(image, lab, world) for lab in world.labels}
 
 
-def clean_erase(image, mask, min_overlap: float = 0.25) -> bool:
+def clean_erase(image, mask, min_overlap: float = 0.25, world: World = V1) -> bool:
     """After removing an object: True when no object-coloured blob of any colour covers at least
     `min_overlap` of the old object's mask (bool (32, 32)): the place went back to background rather
     than holding some new object."""
@@ -141,18 +147,18 @@ def clean_erase(image, mask, min_overlap: float = 0.25) -> bool:
         raise ValueError(f"the mask must be the world's ({SIZE}, {SIZE}) ground-truth mask, got shape {m.shape}")
     if not m.any():
         raise ValueError("the mask is empty: pass the removed object's ground-truth mask")
-    for colour in COLOURS:
-        for b in blobs(image, colour):
+    for colour in world.colours:
+        for b in blobs(image, colour, world):
             if (b["mask"] & m).sum() >= min_overlap * m.sum():
                 return False
     return True
 
 
-def _check_label(label: str) -> str:
+def _check_label(label: str, world: World = V1) -> str:
     if not isinstance(label, str):
         raise TypeError(f"label must be a string like 'red circle', got {type(label).__name__}")
     text = label.strip().lower()
     text = text[2:] if text.startswith("a ") else text
-    if text not in LABELS:
-        raise ValueError(f"unknown object {label!r}; the shapes world knows {', '.join(LABELS)}")
+    if text not in world.labels:
+        raise ValueError(f"unknown object {label!r}; the shapes world knows {', '.join(world.labels)}")
     return text

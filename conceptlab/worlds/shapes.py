@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
+from scipy import ndimage
 
 SIZE = 32                      # pixels per side
 SUPERSAMPLE = 4                # anti-aliasing: render at 4x, average down
@@ -30,6 +31,10 @@ BACKGROUNDS = {                # (top colour, bottom colour): a soft vertical gr
     "sand": ((230, 205, 160), (205, 180, 135)),
 }
 LABELS = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)   # the 12 object classes
+# World v2 (issue 28, being trained; the shipped models know v1): one colour and one shape more.
+SHAPES_V2 = SHAPES + ("diamond",)
+COLOURS_V2 = {**COLOURS, "purple": (150, 60, 190)}
+PALETTE = COLOURS_V2           # every colour either world paints
 SPLITS = {"train": 0, "heldout": 1, "weak": 2}
 RADIUS = (4.0, 7.5)            # object half-size in pixels
 
@@ -92,9 +97,11 @@ class Scene:
         return Image.fromarray(self.image)
 
 
-def caption_for(objects, background: str | None) -> str:
-    """"a red circle", "a red circle and a blue square on grass", "a, b and c on sand"."""
-    phrases = [o.phrase for o in objects]
+def caption_for(objects, background: str | None, sizes: list[bool] | None = None) -> str:
+    """"a red circle", "a red circle and a blue square on grass", "a, b and c on sand". sizes: per object,
+    whether to say its size word when it has one ("a big red circle"; see `size_word`)."""
+    phrases = [o.phrase if not (sizes and sizes[k] and size_word(o)) else f"a {size_word(o)} {o.label}"
+               for k, o in enumerate(objects)]
     if len(phrases) <= 2:
         text = " and ".join(phrases)
     else:
@@ -126,7 +133,10 @@ def _inside(shape: str, cx: float, cy: float, r: float, x=_X, y=_Y) -> np.ndarra
         top, bottom, half = cy - 1.2 * r, cy + r, 1.2 * r
         t = (y - top) / (bottom - top)               # 0 at apex, 1 at base
         return (t >= 0) & (t <= 1) & (np.abs(x - cx) <= half * t)
-    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    if shape == "diamond":            # a square on its corner: half-diagonal 1.27 r (the same area as the square)
+        h = 1.27 * r
+        return np.abs(x - cx) + np.abs(y - cy) <= h
+    raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES_V2}")
 
 
 def coverage(shape: str, cx: float, cy: float, r: float, size: int = SIZE) -> np.ndarray:
@@ -144,14 +154,21 @@ def background_image(name: str, size: int = SIZE) -> np.ndarray:
 
 
 def render(background: str, objects: list[ShapeObject]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Paint objects in order over the background. Returns (uint8 image, bool masks)."""
+    """Paint objects in order over the background (a later object covers an earlier one). Returns (uint8 image,
+    bool masks): each mask is where its object is visible (its coverage, less what later objects hide, >= 0.5)."""
     img = background_image(background)
-    masks = []
-    for o in objects:
-        cov = coverage(o.shape, o.cx, o.cy, o.r)
+    covs = [coverage(o.shape, o.cx, o.cy, o.r) for o in objects]
+    for o, cov in zip(objects, covs):
         a = (cov * o.strength)[..., None]
-        img = img * (1 - a) + np.array(COLOURS[o.colour], np.float32) * a
-        masks.append(cov >= 0.5)
+        img = img * (1 - a) + np.array(PALETTE[o.colour], np.float32) * a
+    masks = []
+    for k, cov in enumerate(covs):
+        visible = cov.copy()
+        for later in covs[k + 1:]:
+            visible *= 1 - later
+        masks.append(visible >= 0.5)
+    for k in range(len(masks) - 2, -1, -1):           # a pixel half under a later object is the later one's
+        masks[k] &= ~np.logical_or.reduce(masks[k + 1:])
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), masks
 
 
@@ -240,3 +257,105 @@ def weak_scene(index: int, weakness: str | None = None) -> Scene:
     obj = ShapeObject(shape, colour, float(cx), float(cy), r, strength)
     image, masks = render(background, [obj])
     return Scene(background, [obj], image, masks, weakness=weakness)
+
+
+# ----------------------------------------------------------------------------------- world v2
+@dataclass(frozen=True)
+class World:
+    """A version of the shapes world: its kinds of object and how its scenes are drawn.
+
+    v2 (issue 28) adds, beside v1's 12 kinds on separate places: a colour and a shape more (20 kinds); sizes
+    that captions may name (`size_word`); objects that touch or overlap (a later object hides part of an
+    earlier one, and the masks say what is visible); and in the train split, scenes with no object at all.
+    The splits keep their seeds: v2's scene("heldout", i) is never seen in its training either.
+    """
+    version: int
+    colours: tuple[str, ...]
+    shapes: tuple[str, ...]
+    radius: tuple[float, float] = RADIUS
+    empty: float = 0.0            # share of train scenes with no object
+    close: float = 0.0            # chance that an object is placed against one already there
+    min_visible: float = 0.7      # an overlapped object keeps at least this share of its area in view
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(f"{c} {s}" for c in self.colours for s in self.shapes)
+
+    def scene(self, split: str, index: int, n_objects: int | None = None) -> Scene:
+        if self.version == 1 or split == "weak":
+            return scene(split, index, n_objects)
+        return random_scene_v2(_rng(split, index), self, n_objects, empty=self.empty if split == "train" else 0.0)
+
+    def scenes(self, split: str, n: int, start: int = 0, n_objects: int | None = None) -> list[Scene]:
+        return [self.scene(split, i, n_objects) for i in range(start, start + n)]
+
+
+V1 = World(1, tuple(COLOURS), SHAPES)
+V2 = World(2, tuple(COLOURS_V2), SHAPES_V2, radius=(3.5, 8.0), empty=0.15, close=0.3)
+SIZE_WORDS = {"small": 4.5, "big": 6.5}     # half-size below / above which a caption may say it
+
+
+def size_word(obj: ShapeObject) -> str | None:
+    """"small", "big" or None (a middling object, which a caption does not size)."""
+    if obj.r < SIZE_WORDS["small"]:
+        return "small"
+    if obj.r > SIZE_WORDS["big"]:
+        return "big"
+    return None
+
+
+def _place_v2(rng, world: World, colours: list[str]) -> list[tuple[float, float, float]] | None:
+    """One (cx, cy, r) per object: apart from the others, or (with chance world.close) set against one already
+    placed of another colour (two touching blobs of one colour would read as one object), touching it or
+    overlapping it a little. None when this draw does not fit; the caller draws again."""
+    lo, hi = world.radius
+    out: list[tuple[float, float, float]] = []
+    for k in range(len(colours)):
+        others = [j for j in range(k) if colours[j] != colours[k]]
+        for _ in range(200):
+            r = float(rng.uniform(lo, hi))
+            reach = 1.27 * r + 0.5
+            if others and rng.random() < world.close:
+                x0, y0, r0 = out[others[int(rng.integers(len(others)))]]
+                angle = rng.uniform(0, 2 * np.pi)
+                d = (r + r0) * rng.uniform(0.75, 1.1)             # < 1: overlapping, about 1: touching
+                cx, cy = x0 + d * np.cos(angle), y0 + d * np.sin(angle)
+                if not (reach <= cx <= SIZE - reach and reach <= cy <= SIZE - reach):
+                    continue
+            else:
+                cx, cy = rng.uniform(reach, SIZE - reach, size=2)
+                if not all(np.hypot(cx - x, cy - y) > 1.3 * (r + q) + 1 for x, y, q in out):
+                    continue
+            out.append((float(cx), float(cy), r))
+            break
+        else:
+            return None
+    return out
+
+
+def random_scene_v2(rng: np.random.Generator, world: World, n_objects: int | None = None,
+                    empty: float = 0.0) -> Scene:
+    """A v2 scene: none (with chance `empty`, when n_objects is None) or 1-3 distinct objects, which may touch
+    or overlap; each keeps at least world.min_visible of its area in view."""
+    if n_objects is None:
+        n = 0 if rng.random() < empty else int(rng.integers(1, 4))
+    else:
+        n = n_objects
+    if not 0 <= n <= 3:
+        raise ValueError(f"a scene has 0 to 3 objects, got {n}")
+    background = str(rng.choice(list(BACKGROUNDS)))
+    labels = world.labels
+    for _ in range(100):
+        kinds = [labels[int(k)].split() for k in rng.choice(len(labels), size=n, replace=False)]
+        places = _place_v2(rng, world, [c for c, _ in kinds])
+        if places is None:
+            continue
+        objects = [ShapeObject(s, c, cx, cy, r) for (c, s), (cx, cy, r) in zip(kinds, places)]
+        image, masks = render(background, objects)
+        full = [coverage(o.shape, o.cx, o.cy, o.r) >= 0.5 for o in objects]
+        grown = [ndimage.binary_dilation(m) for m in masks]
+        same_touch = any(objects[i].colour == objects[j].colour and (grown[i] & masks[j]).any()
+                         for i in range(n) for j in range(i + 1, n))
+        if not same_touch and all(m.sum() >= world.min_visible * f.sum() for m, f in zip(masks, full)):
+            return Scene(background, objects, image, masks)
+    raise RuntimeError(f"could not place {n} objects in a {SIZE}x{SIZE} frame")
