@@ -29,4 +29,4 @@ def test_code_lines_fit_the_page(path):
 def test_the_check_can_fail(tmp_path):
     nb = {"cells": [{"cell_type": "code", "source": ["x = 1\n", "y = '" + "a" * 95 + "'"]}]}
     (tmp_path / "n.ipynb").write_text(json.dumps(nb))
-    assert long_lines(tmp_path / "n.ipynb") == ["cell 0 line 2 (100 chars)"]
+    assert long_lines(tmp_path / "n.ipynb") == ["cell 0 line 2 (101 chars)"]
