@@ -50,8 +50,8 @@ def round_trip(model, n: int = 50) -> dict:
     return out
 
 
-def removal(model, n: int = 120) -> dict:
-    scenes = shapes.scenes("heldout", n)
+def removal(model, n: int = 120, world: shapes.World = shapes.V1) -> dict:
+    scenes = world.scenes("heldout", n)
     out = {"scenes": n}
     for method in METHODS:
         rows = []
@@ -62,20 +62,21 @@ def removal(model, n: int = 120) -> dict:
             pairs = scaling.sweep(model, invs, prompts, [0.0, 1.0], gamma=0, regularize=False, steps=STEPS)
             for s, (removed, kept) in zip(part, pairs):
                 label = s.labels[0]
-                rows.append(dict(removed=not oracle.is_present(removed, label), kept=oracle.is_present(kept, label),
-                                 clean=oracle.clean_erase(removed, s.masks[0])))
+                rows.append(dict(removed=not oracle.is_present(removed, label, world=world),
+                                 kept=oracle.is_present(kept, label, world=world),
+                                 clean=oracle.clean_erase(removed, s.masks[0], world=world)))
         out[method] = {k: float(np.mean([r[k] for r in rows])) for k in ("removed", "kept", "clean")}
     return out
 
 
-def context(model, n: int = 40, omega: float = 5.0) -> dict:
-    scenes = [s for s in shapes.scenes("heldout", 10 * n) if len(s.labels) == 2][:n]
+def context(model, n: int = 40, omega: float = 5.0, world: shapes.World = shapes.V1) -> dict:
+    scenes = [s for s in world.scenes("heldout", 10 * n) if len(s.labels) == 2][:n]
     prompts = [phrase(s.labels[0]) for s in scenes]
     out = {"scenes": n, "omega": omega}
     for method in METHODS:
         invs = inversion.invert(model, [s.image for s in scenes], prompts, steps=STEPS, method=method)
         edited = scaling.sweep(model, invs, prompts, [omega], steps=STEPS)             # gamma 3, t_exit 15
-        out[method] = dict(other_object_kept=float(np.mean([oracle.is_present(e[0], s.labels[1])
+        out[method] = dict(other_object_kept=float(np.mean([oracle.is_present(e[0], s.labels[1], world=world)
                                                             for e, s in zip(edited, scenes)])),
                            background_psnr=float(np.mean([psnr_outside(e[0], s.image, s.masks)
                                                           for e, s in zip(edited, scenes)])))

@@ -30,3 +30,34 @@ def test_the_check_can_fail(tmp_path):
     nb = {"cells": [{"cell_type": "code", "source": ["x = 1\n", "y = '" + "a" * 95 + "'"]}]}
     (tmp_path / "n.ipynb").write_text(json.dumps(nb))
     assert long_lines(tmp_path / "n.ipynb") == ["cell 0 line 2 (101 chars)"]
+
+
+def cells_of(path: Path) -> list[dict]:
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_ends_with_exercises_with_hidden_solutions(path):
+    cells = cells_of(path)
+    start = next((i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+                  and "".join(c["source"]).startswith("## Exercises")), None)
+    assert start is not None, f"{path.name} has no '## Exercises' section"
+    tail = cells[start + 1:]
+    tasks = [c for c in tail if c["cell_type"] == "markdown" and "".join(c["source"]).startswith("### Exercise")]
+    solutions = [c for c in tail if c["cell_type"] == "code"]
+    assert len(tasks) >= 2 and len(solutions) == len(tasks)
+    assert all("hide-cell" in c["metadata"].get("tags", []) for c in solutions), "solutions hide behind a toggle"
+    assert all("course.check(" in "".join(c["source"]) for c in solutions), "each solution checks its answer"
+    assert tail[-1]["cell_type"] == "code", "the notebook ends with the last exercise's solution"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_first_code_cell_installs_on_colab_from_the_books_repository(path):
+    import re
+
+    config = (path.parent.parent / "book" / "_config.yml").read_text()
+    url = re.search(r"^repository:\n  url: (\S+)", config, re.M).group(1)
+    first = next(c for c in cells_of(path) if c["cell_type"] == "code")
+    source = "".join(first["source"])
+    assert 'if "google.colab" in sys.modules:' in source and f'REPO = "{url}"' in source
+    assert "torch" not in source.split("pip =")[1], "Colab's own torch is kept"

@@ -1,0 +1,53 @@
+"""Runs every notebook top to bottom on the embedded models, in place (outputs saved, as committed), and times
+each: results/notebook_times.json, the CPU minutes of the course map (book/intro.md).
+
+    .venv/bin/python benchmarks/notebook_times.py            # all twelve, about 6 minutes on 2 idle cores
+    .venv/bin/python benchmarks/notebook_times.py 03 05      # some, merged into the file
+
+Time it on an idle machine: a second CPU-heavy job slows a notebook by far more than 2x.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "notebook_times.json"
+
+
+def run(path: Path) -> float:
+    nb = nbformat.read(path, as_version=4)
+    t0 = time.perf_counter()
+    NotebookClient(nb, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    seconds = time.perf_counter() - t0
+    nbformat.write(nb, path)
+    return seconds
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    os.environ.setdefault("CONCEPTLAB_STATIC", "1")
+    paths = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if argv:
+        paths = [p for p in paths if p.name[:2] in argv]
+    results = json.loads(OUT.read_text()) if OUT.exists() else {}
+    results.setdefault("seconds", {})
+    for p in paths:
+        s = run(p)
+        results["seconds"][p.stem] = round(s, 1)
+        print(f"{p.stem}: {s:.1f} s", flush=True)
+    results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
+    results["total_seconds"] = round(sum(results["seconds"].values()), 1)
+    OUT.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"total {results['total_seconds']:.0f} s; written to {OUT}")
+
+
+if __name__ == "__main__":
+    main()

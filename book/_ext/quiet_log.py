@@ -1,0 +1,29 @@
+"""Filters `make book`'s log: drops the tracebacks that jupyter kernels print when they shut down
+(`zmq.error.ZMQError: Socket operation on non-socket`), which are harmless and looked like failures. Every
+other line passes through unchanged, in order. Reads stdin, writes stdout."""
+import sys
+
+NOISE = ("ZMQError", "Socket operation on non-socket")
+
+
+def main():
+    block: list[str] = []
+    for line in sys.stdin:
+        starts = line.startswith(("Traceback (most recent call last)", "Exception ignored", "Exception in thread"))
+        if starts or (block and (line.startswith((" ", "\t")) or not line.strip())):
+            block.append(line)
+            continue
+        if block:                                  # the line that ends the traceback: its exception
+            block.append(line)
+            if not any(n in "".join(block) for n in NOISE):
+                sys.stdout.writelines(block)
+            block = []
+            continue
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    if block and not any(n in "".join(block) for n in NOISE):
+        sys.stdout.writelines(block)
+
+
+if __name__ == "__main__":
+    main()
