@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import re
+
 import nbformat
 from nbclient import NotebookClient
 
@@ -29,6 +31,23 @@ def run(path: Path) -> float:
     seconds = time.perf_counter() - t0
     nbformat.write(nb, path)
     return seconds
+
+
+def as_minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def update_course_map(seconds: dict, intro: Path = ROOT / "book" / "intro.md") -> None:
+    """Writes each notebook's measured time into the CPU column (the 4th) of the landing page's course map."""
+    lines = intro.read_text().split("\n")
+    for k, line in enumerate(lines):
+        m = re.match(r"^\| \[(\d\d) ", line)
+        stem = next((s for s in seconds if m and s.startswith(m.group(1) + "_")), None)
+        if stem:
+            cells = line.split(" | ")
+            cells[3] = as_minutes(seconds[stem])
+            lines[k] = " | ".join(cells)
+    intro.write_text("\n".join(lines))
 
 
 def main(argv=None):
@@ -46,6 +65,7 @@ def main(argv=None):
     results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
     results["total_seconds"] = round(sum(results["seconds"].values()), 1)
     OUT.write_text(json.dumps(results, indent=2) + "\n")
+    update_course_map(results["seconds"])
     print(f"total {results['total_seconds']:.0f} s; written to {OUT}")
 
 

@@ -61,3 +61,17 @@ def test_first_code_cell_installs_on_colab_from_the_books_repository(path):
     source = "".join(first["source"])
     assert 'if "google.colab" in sys.modules:' in source and f'REPO = "{url}"' in source
     assert "torch" not in source.split("pip =")[1], "Colab's own torch is kept"
+
+
+def test_the_course_map_shows_the_measured_cpu_times():
+    import importlib.util
+
+    root = Path(__file__).parent.parent
+    spec = importlib.util.spec_from_file_location("notebook_times", root / "benchmarks" / "notebook_times.py")
+    times = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(times)
+    seconds = json.loads((root / "benchmarks" / "results" / "notebook_times.json").read_text())["seconds"]
+    intro = (root / "book" / "intro.md").read_text()
+    for path in NOTEBOOKS:
+        row = next(l for l in intro.split("\n") if l.startswith(f"| [{path.name[:2]} "))
+        assert row.split(" | ")[3] == times.as_minutes(seconds[path.stem]), row
