@@ -38,7 +38,7 @@ site: book browser  ## open every page of the built website in headless Chromium
 test: unit notebooks site  ## all tests: unit tests, every notebook under nbval, the website in a browser
 	@echo "All tests passed (unit tests, notebooks, website)."
 
-unit: $(STAMP) browser
+unit: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not site"
 
 notebooks: $(STAMP)

@@ -54,3 +54,20 @@ def test_grounding_loss_is_zero_inside_the_mask_and_large_outside():
     pairs = [(0, 1, 2)]
     assert float(train.grounding_loss({"l": inside}, objects, pairs)) < 1e-6
     assert abs(float(train.grounding_loss({"l": outside}, objects, pairs)) - 1.0) < 1e-6
+
+
+def test_smoke_training_on_world_v2_knows_its_new_words(tmp_path):
+    import json
+
+    import numpy as np
+
+    args = ["shapes", "--smoke", "--world-version", "2", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")]
+    train.main(args)
+    assert json.loads((tmp_path / "out" / "toy-shapes" / "TRAINING.json").read_text())["world_version"] == 2
+    model = conceptlab.load(str(tmp_path / "out" / "toy-shapes"))
+    assert len(model.pipe.tokenizer("a big purple diamond", add_special_tokens=False).input_ids) == 4
+    data = train.world_data(64, tmp_path / "w", train.shapes.V2)
+    empty = [i for i, labels in enumerate(data["labels"]) if not labels]
+    assert empty and all(not data["objects"][i].any() for i in empty)      # an empty scene has no object pixels
+    assert data["radii"] is not None and np.array_equal(data["objects"], train.world_data(64, tmp_path / "w",
+                                                                                            train.shapes.V2)["objects"])
