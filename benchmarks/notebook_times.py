@@ -58,14 +58,22 @@ def main(argv=None):
         paths = [p for p in paths if p.name[:2] in argv]
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     results.setdefault("seconds", {})
+    failed = []
     for p in paths:
-        s = run(p)
+        try:
+            s = run(p)
+        except Exception as e:                     # noqa: BLE001  (report every notebook, then fail)
+            failed.append(p.stem)
+            print(f"{p.stem}: FAILED ({type(e).__name__}: {str(e).strip().splitlines()[-1][:200]})", flush=True)
+            continue
         results["seconds"][p.stem] = round(s, 1)
         print(f"{p.stem}: {s:.1f} s", flush=True)
-    results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
-    results["total_seconds"] = round(sum(results["seconds"].values()), 1)
-    OUT.write_text(json.dumps(results, indent=2) + "\n")
-    update_course_map(results["seconds"])
+        results["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs"
+        results["total_seconds"] = round(sum(results["seconds"].values()), 1)
+        OUT.write_text(json.dumps(results, indent=2) + "\n")
+        update_course_map(results["seconds"])
+    if failed:
+        sys.exit(f"failed: {failed}")
     print(f"total {results['total_seconds']:.0f} s; written to {OUT}")
 
 
