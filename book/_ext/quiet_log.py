@@ -1,9 +1,11 @@
 """Filters `make book`'s log: drops the tracebacks that jupyter kernels print when they shut down
-(`zmq.error.ZMQError: Socket operation on non-socket`), which are harmless and looked like failures. Every
-other line passes through unchanged, in order. Reads stdin, writes stdout."""
+(`zmq.error.ZMQError: Socket operation on non-socket`) and ipykernel's warning about its local TCP transport,
+both harmless, which looked like failures. Every other line passes through unchanged, in order. Reads stdin,
+writes stdout."""
 import sys
 
 NOISE = ("ZMQError", "Socket operation on non-socket")
+LINE_NOISE = ("Kernel is running over TCP without encryption",)
 
 
 def main():
@@ -19,8 +21,9 @@ def main():
                 sys.stdout.writelines(block)
             block = []
             continue
-        sys.stdout.write(line)
-        sys.stdout.flush()
+        if not any(n in line for n in LINE_NOISE):
+            sys.stdout.write(line)
+            sys.stdout.flush()
     if block and not any(n in "".join(block) for n in NOISE):
         sys.stdout.writelines(block)
 
