@@ -16,8 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 # Notebooks run through jupyter-cache (book/_build/.jupyter_cache): one whose code is unchanged since the last
 # build is not run again. The kernels' shutdown noise (a ZMQError traceback per notebook) is filtered from the log.
+# Each kernel runs torch on BOOK_THREADS threads (1 by default): on a busy machine a multi-threaded torch waits
+# on threads the other jobs hold, and slows by far more than the share it lost. `make book BOOK_THREADS=2` on an
+# idle machine.
+BOOK_THREADS ?= 1
 book: $(STAMP)  ## execute every notebook on the embedded models and build the website
-	@set -o pipefail; CONCEPTLAB_STATIC=1 $(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml \
+	@set -o pipefail; OMP_NUM_THREADS=$(BOOK_THREADS) MKL_NUM_THREADS=$(BOOK_THREADS) CONCEPTLAB_STATIC=1 \
+	  $(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml \
 	  --path-output book --warningiserror --keep-going 2>&1 | $(BIN)/python book/_ext/quiet_log.py
 	@echo "The website is in $(CURDIR)/book/_build/html/index.html"
 
