@@ -15,4 +15,4 @@ def test_ledits_pp_runs_on_the_same_pipeline_and_leaves_it_as_it_was(tiny):
     with pytest.raises(ValueError, match="one concept per image"):
         baselines.ledits_pp_add(tiny, [s[0].image], ["a red circle", "a blue square"])
     with pytest.raises(ValueError, match="does not know the word"):
-        baselines.ledits_pp_add(tiny, [s[0].image], ["a purple circle"], steps=2)
+        baselines.ledits_pp_add(tiny, [s[0].image], ["a green circle"], steps=2)
