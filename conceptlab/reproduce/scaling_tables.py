@@ -1,0 +1,349 @@
+"""ScalingConcept's experiments: `removal` (Fig. 3), `sound-removal` (Fig. 3, audio), `weakconcept10`
+(Tables 1 and 2). Each item is inverted once with its concept prompt (DDIM, 50 steps by default) and sampled
+from that one inversion with every setting the table needs (the cost is in each row's unet_calls).
+
+On a toy model the shapes and sounds worlds' oracles judge presence exactly; on a real model an
+open-vocabulary detector (`--detector`, OWLv2; the paper: Grounding DINO) or CLAP (`--clap`; the paper: an
+audio captioner) does.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import baselines, course, inversion, metrics, scaling
+from ..images import to_pil, to_tensor
+from ..worlds import oracle, shapes, sounds
+from .data import SOUND_SUFFIXES, by_class
+from .runner import Experiment
+
+REMOVED_BELOW = {"sound": 0.2}      # a sound source is removed at presence <= 0.2, kept by the control at >= 0.9
+KEPT_ABOVE = {"sound": 0.9}
+
+
+def load_model(args, device):
+    import conceptlab
+
+    return conceptlab.load(args.model, device=device, dtype=args.dtype)
+
+
+def read_wav(path: str) -> tuple[np.ndarray, int]:
+    """A .wav file -> (mono float32 waveform in [-1, 1], sample rate)."""
+    from scipy.io import wavfile
+
+    rate_hz, w = wavfile.read(path)
+    if np.issubdtype(w.dtype, np.integer):
+        w = w / float(np.iinfo(w.dtype).max)
+    w = np.asarray(w, np.float32)
+    return (w.mean(1) if w.ndim == 2 else w), int(rate_hz)
+
+
+def save_images(files: Path, **images) -> None:
+    for name, x in images.items():
+        x = x if isinstance(x, torch.Tensor) else to_tensor(x)
+        to_pil(x[None] if x.dim() == 3 else x)[0].save(files / f"{name}.png")
+
+
+def rate(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else None
+
+
+# ------------------------------------------------------------------------------------------------ removal
+class Removal(Experiment):
+    """Fig. 3: invert with the class, sample with "" (omega 0) and with the class (omega 1, the control);
+    presence before and after. Toy: the first object of held-out scenes, its phrase ("a red circle"), the oracle,
+    and also the clean-erase rate and the background as forward prompt (paper A.5). Real: `--data` class folders
+    (the paper: 95 COCO images of 10 classes) or, without, the model's own pictures of "a photo of a [class]"
+    over ten COCO classes (course.subjects), inverted with "[class]" as the paper does."""
+
+    def __init__(self):
+        super().__init__(name="removal", paper="ScalingConcept Fig. 3 (removal with the null prompt)",
+                         settings_keys=("steps", "n", "detector"),
+                         paper_table={"omega 0 (\"\"), COCO, Grounding DINO": {"removed": 0.80}})
+
+    def add_arguments(self, p):
+        p.add_argument("--n", type=int, default=120, help="items when --data is not given (toy scenes; a real "
+                       "model's own pictures)")
+        p.add_argument("--detector", default="google/owlv2-base-patch16-ensemble",
+                       help="presence on a real model (an id or a folder; toy models: the world's oracle)")
+
+    def open(self, args, device):
+        model = load_model(args, device)
+        detector = None
+        if model.tier != "toy":
+            from ..detect import load_detector
+            detector = load_detector(args.detector, device=str(device))
+        return dict(model=model, detector=detector, steps=args.steps)
+
+    def items(self, ctx, args):
+        if args.data:
+            return by_class(args.data, tuple(course.IMAGE_SUFFIXES), "images")
+        if ctx["model"].tier == "toy":
+            return [dict(id=f"heldout/{i:05d}", index=i) for i in range(args.n)]
+        return [dict(id=f"generated/{i:05d}", index=i) for i in range(args.n)]
+
+    def subject(self, ctx, item, seed):
+        model = ctx["model"]
+        if "index" in item and model.tier == "toy":
+            return shapes.scene("heldout", item["index"])
+        if "index" in item:                                     # the model's own picture, seeded by its index
+            return course.subjects(model, 1, start=item["index"], verbose=False)[0]
+        image, _ = course.fit(item["path"], model.image_size)
+        return course.Subject(np.asarray(image), f"a photo of a {item['label']}", [item["label"]], item["path"])
+
+    def run_item(self, ctx, item, seed, files):
+        model, detector, steps = ctx["model"], ctx["detector"], ctx["steps"]
+        s = self.subject(ctx, item, seed)
+        label = s.labels[0]
+        prompt = f"a {label}" if model.tier == "toy" else label        # the paper inverts with "[class]"
+        present = lambda im: bool(course.is_present(model, im, label, detector))     # noqa: E731
+        inv = inversion.invert(model, s.image, prompt, steps=steps)
+        removed, kept = scaling.sweep(model, inv, prompt, [0.0, 1.0], gamma=0, regularize=False, steps=steps)
+        row = dict(label=label, objects=len(s.labels), present_before=present(s.image),
+                   presence_after=float(course.presence(model, removed, label, detector)),
+                   removed=not present(removed), kept=present(kept))
+        if len(s.masks):                                        # the toy world knows where the object was
+            row["clean"] = bool(oracle.clean_erase(removed, s.masks[0]))
+        if s.background:                                        # paper A.5: the background as forward prompt
+            fwd = scaling.sweep(model, inv, prompt, [0.0], gamma=0, regularize=False, steps=steps,
+                                forward_prompt=s.background)[0]
+            row.update(removed_fwd=not present(fwd), clean_fwd=bool(oracle.clean_erase(fwd, s.masks[0])))
+        save_images(files, input=s.image, removed=removed, control=kept)
+        return row
+
+    def table(self, rows, args):
+        base = [r for r in rows if r["present_before"]]
+        lines = [dict(method="omega 0 (\"\")", items=len(rows), removed=rate(rows, "removed"),
+                      clean=rate(rows, "clean"), removed_of_detected=rate(base, "removed")),
+                 dict(method="omega 1 (control)", items=len(rows), kept=rate(rows, "kept"))]
+        if any("removed_fwd" in r for r in rows):
+            lines.append(dict(method="omega 0, the background as forward prompt", items=len(rows),
+                              removed=rate(rows, "removed_fwd"), clean=rate(rows, "clean_fwd")))
+        for k in sorted({r["objects"] for r in rows}) if len({r["objects"] for r in rows}) > 1 else []:
+            sub = [r for r in rows if r["objects"] == k]
+            lines.append(dict(method=f"omega 0, scenes with {k} objects", items=len(sub), removed=rate(sub, "removed")))
+        return lines
+
+    def figure(self, rows, table, path):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        labels = sorted({r["label"] for r in rows})
+        fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(labels)), 3.2))
+        ax.bar(range(len(labels)), [rate([r for r in rows if r["label"] == c], "removed") for c in labels])
+        ax.axhline(0.8, color="k", ls="--", lw=1, label="paper (COCO): 80%")
+        ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
+        ax.set_ylabel("removed by omega 0")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return True
+
+
+# ------------------------------------------------------------------------------------------ sound-removal
+class SoundRemoval(Experiment):
+    """Fig. 3, audio: invert a mixture with one source's phrase, sample with "" (omega 0) and the phrase (omega
+    1). Toy: held-out toy-sounds mixtures of 2-3 sources, the first the target, the world's band-energy presence
+    (removed at <= 0.2, the control keeps at >= 0.9). Real: `--data` class folders of .wav (the paper: AVE), the
+    class the target, presence by CLAP zero-shot against the other classes of the folder (removed at < 0.5)."""
+
+    def __init__(self):
+        super().__init__(name="sound-removal", paper="ScalingConcept Fig. 3 (audio: removal with the null prompt)",
+                         default_model="toy-sounds", settings_keys=("steps", "n", "clap"))
+
+    def add_arguments(self, p):
+        p.add_argument("--n", type=int, default=100, help="toy mixtures (2-3 sources) when --data is not given")
+        p.add_argument("--clap", default="laion/clap-htsat-unfused", help="presence on a real sound model")
+
+    def open(self, args, device):
+        model = load_model(args, device)
+        if not model.is_audio:
+            raise SystemExit(f"sound-removal needs a sound model (toy-sounds, AudioLDM 2); {args.model} makes images")
+        judge = None
+        if model.tier != "toy":
+            from ..detect import load_sound_judge
+            judge = load_sound_judge(args.clap, device=str(device))
+        return dict(model=model, judge=judge, steps=args.steps, classes=None)
+
+    def items(self, ctx, args):
+        if args.data:
+            items = by_class(args.data, SOUND_SUFFIXES, "sounds")
+            ctx["classes"] = sorted({it["label"] for it in items})
+            if len(ctx["classes"]) < 2:
+                raise SystemExit("sound-removal on a real model needs at least two class folders (CLAP judges a "
+                                 "clip against the other classes)")
+            return items
+        if ctx["model"].tier != "toy":
+            raise SystemExit("sound-removal on a real model needs --data: a folder of <class>/<name>.wav (AVE)")
+        out, i = [], 0
+        while len(out) < args.n:                 # the first held-out mixtures with 2-3 sources
+            if len(sounds.mixture("heldout", i).sources) >= 2:
+                out.append(dict(id=f"heldout/{i:05d}", index=i))
+            i += 1
+        return out
+
+    def run_item(self, ctx, item, seed, files):
+        model, steps = ctx["model"], ctx["steps"]
+        if "index" in item:
+            mix = sounds.mixture("heldout", item["index"])
+            target, wave, phrase = mix.kinds[0], mix.waveform, sounds.KINDS[mix.kinds[0]][0]
+            presence = lambda w: sounds.presence(np.asarray(w, np.float32).reshape(-1), mix, target)  # noqa: E731
+            bar_removed, bar_kept = REMOVED_BELOW["sound"], KEPT_ABOVE["sound"]
+        else:
+            wave, rate_hz = read_wav(item["path"])
+            if rate_hz != model.audio.sample_rate:
+                import torchaudio.functional as AF
+                wave = AF.resample(torch.from_numpy(wave), rate_hz, model.audio.sample_rate).numpy()
+            target = phrase = item["label"]
+            others = [c for c in ctx["classes"] if c != target]
+            presence = lambda w: ctx["judge"].presence(np.asarray(w).reshape(-1), target, others,  # noqa: E731
+                                                       sample_rate=model.audio.sample_rate)
+            bar_removed, bar_kept = 0.5, 0.5
+        inv = inversion.invert(model, wave, phrase, steps=steps)
+        removed, kept = scaling.sweep(model, inv, phrase, [0.0, 1.0], gamma=0, regularize=False, steps=steps)
+        before, after, control = presence(wave), presence(removed), presence(kept)
+        self.save_waves(files, model, input=wave, removed=removed, control=kept)
+        return dict(label=target, presence_before=float(before), presence_after=float(after),
+                    presence_control=float(control), removed=bool(after <= bar_removed), kept=bool(control >= bar_kept))
+
+    @staticmethod
+    def save_waves(files, model, **waves):
+        from scipy.io import wavfile
+
+        for name, w in waves.items():
+            w = np.asarray(w.detach().cpu() if isinstance(w, torch.Tensor) else w, np.float32).reshape(-1)
+            wavfile.write(files / f"{name}.wav", model.audio.sample_rate, w)
+
+    def table(self, rows, args):
+        lines = [dict(method="omega 0 (\"\")", items=len(rows), removed=rate(rows, "removed"),
+                      median_presence_after=float(np.median([r["presence_after"] for r in rows]))),
+                 dict(method="omega 1 (control)", items=len(rows), kept=rate(rows, "kept"))]
+        for label in sorted({r["label"] for r in rows}):
+            sub = [r for r in rows if r["label"] == label]
+            lines.append(dict(method=f"omega 0, target {label}", items=len(sub), removed=rate(sub, "removed")))
+        return lines
+
+
+# ------------------------------------------------------------------------------------------ weakconcept10
+TABLE2 = {"gamma 0": dict(gamma=0, regularize=False), "gamma 0.5": dict(gamma=0.5, regularize=False),
+          "gamma 1": dict(gamma=1, regularize=False), "gamma 3": dict(gamma=3, regularize=False),
+          "gamma 3 + noise reg.": dict(gamma=3, t_exit="every step"),
+          "gamma 3 + noise reg. + early exit": dict(gamma=3)}          # t_exit: the default (15 of 50)
+PAPER_TABLE12 = {"input": dict(fid=313.4, clip=26.9), "InstructPix2Pix": dict(fid=312.0, clip=27.8, lpips=0.312),
+                 "LEDITS++ (adds the concept)": dict(fid=274.4, clip=28.6, lpips=0.321),
+                 "gamma 0": dict(fid=232.9, clip=28.6, lpips=0.397), "gamma 0.5": dict(fid=238.6, clip=28.7, lpips=0.380),
+                 "gamma 1": dict(fid=242.0, clip=28.7, lpips=0.368), "gamma 3": dict(fid=258.1, clip=28.5, lpips=0.324),
+                 "gamma 3 + noise reg.": dict(fid=282.6, clip=28.5, lpips=0.260),
+                 "gamma 3 + noise reg. + early exit": dict(fid=272.2, clip=28.6, lpips=0.291)}
+
+
+class WeakConcept10(Experiment):
+    """Tables 1 and 2 on WeakConcept-10. The dataset by the paper's recipe: "[class]" at guidance 1 (the
+    paper: SD3; here the model under test), 10 classes x 10 images, seeds fixed; on a toy model, the shapes
+    world's weak-concept scenes (faint or small objects) instead. Each image is inverted once and edited at
+    omega 5 with every Table 2 setting, and by LEDITS++ adding the concept (Table 1). Scores: CLIP score with
+    "[class]" (100 cos, as the paper), fidelity to the input (LPIPS on a real model, `--lpips`; PSNR and SSIM
+    always), FID of each row's set in the CLIP's image-feature space against `--reference` (toy: clean held-out
+    scenes; real: the inputs themselves), presence of the concept (oracle or detector).
+    Left out: InstructPix2Pix (conceptlab has no instruction-editing model; its row is the paper's only)."""
+
+    def __init__(self):
+        super().__init__(name="weakconcept10", paper="ScalingConcept Tables 1 and 2 (WeakConcept-10, omega 5)",
+                         settings_keys=("steps", "omega", "per_class", "clip", "lpips", "reference"),
+                         paper_table=PAPER_TABLE12)
+
+    def add_arguments(self, p):
+        p.add_argument("--omega", type=float, default=5.0)
+        p.add_argument("--per-class", type=int, default=10, help="images per class of the generated dataset")
+        p.add_argument("--clip", default="toy-clip", help="CLIP for the score and FID features (real models: "
+                       "e.g. openai/clip-vit-large-patch14)")
+        p.add_argument("--lpips", default="alex", help="LPIPS net or folder (real models; toy: PSNR and SSIM)")
+        p.add_argument("--reference", type=int, default=400, help="toy: clean held-out scenes FID compares with")
+
+    def open(self, args, device):
+        import conceptlab
+
+        model = load_model(args, device)
+        clip = conceptlab.load_clip(args.clip, device=str(device))
+        lpips = None
+        if model.tier != "toy":
+            from ..perceptual import load_lpips
+            lpips = load_lpips(args.lpips, device=str(device))
+        return dict(model=model, clip=clip, lpips=lpips, steps=args.steps, omega=args.omega, args=args)
+
+    def items(self, ctx, args):
+        if args.data:
+            return by_class(args.data, tuple(course.IMAGE_SUFFIXES), "images")
+        if ctx["model"].tier == "toy":
+            return [dict(id=f"weak/{i:05d}", index=i) for i in range(10 * args.per_class)]
+        classes = course.WEAK_CLASSES
+        return [dict(id=f"generated/{c.replace(' ', '_')}/{k:02d}", cls=c, k=k)
+                for c in classes for k in range(args.per_class)]
+
+    def subject(self, ctx, item):
+        model = ctx["model"]
+        if "index" in item:
+            return shapes.weak_scene(item["index"])
+        if "cls" in item:                           # the dataset, by the paper's recipe, seeded by the item
+            seed = 1000 * course.WEAK_CLASSES.index(item["cls"]) + item["k"]
+            image = model.generate(item["cls"], steps=ctx["steps"], guidance=1.0, seed=seed)
+            return course.Subject(np.asarray(image), item["cls"], [item["cls"]], f"generated, seed {seed}")
+        image, _ = course.fit(item["path"], model.image_size)
+        return course.Subject(np.asarray(image), item["label"], [item["label"]], item["path"])
+
+    def run_item(self, ctx, item, seed, files):
+        model, clip, steps, omega = ctx["model"], ctx["clip"], ctx["steps"], ctx["omega"]
+        s = self.subject(ctx, item)
+        label = s.labels[0]
+        prompt = f"a {label}" if model.tier == "toy" else label
+        x = to_tensor(s.image, model.image_size)
+        inv = inversion.invert(model, s.image, prompt, steps=steps)
+        edited = {"input": x}
+        for name, kw in TABLE2.items():
+            if kw.get("t_exit") == "every step":                        # regularized to the end: no early exit
+                kw = dict(kw, t_exit=steps)
+            edited[name] = scaling.scale_concept(model, inv, prompt, omega=omega, steps=steps, **kw)
+        edited["LEDITS++ (adds the concept)"] = baselines.ledits_pp_add(model, [s.image], [prompt], steps=steps)
+        save_images(files, **{k.replace(" ", "_").replace("+", "").replace(".", ""): v for k, v in edited.items()})
+        row = dict(label=label, tier=model.tier, scores={})
+        for name, im in edited.items():
+            score = dict(clip=float(clip.score(im, [prompt])[0]),                       # 100 cos, as the paper
+                         features=clip.image_features(im)[0].tolist())
+            if model.tier == "toy":
+                score["presence"] = float(oracle.presence(im[0], label))
+            if name != "input":
+                score.update(psnr=float(metrics.psnr(im, x)[0]), ssim=float(metrics.ssim(im, x)[0]))
+                if ctx["lpips"] is not None:
+                    score["lpips"] = float(ctx["lpips"].distance(im, x)[0])
+            row["scores"][name] = score
+        return row
+
+    @staticmethod
+    def reference_features(rows, args) -> torch.Tensor:
+        """Toy: clean held-out scenes (what the world looks like); real: the inputs themselves."""
+        if rows[0]["tier"] == "toy":
+            import conceptlab
+            clip = conceptlab.load_clip(args.clip)
+            return clip.image_features([s.image for s in shapes.scenes("heldout", args.reference)])
+        return torch.tensor([r["scores"]["input"]["features"] for r in rows])
+
+    def table(self, rows, args):
+        reference = self.reference_features(rows, args)
+        lines = []
+        for name in rows[0]["scores"]:
+            sc = [r["scores"][name] for r in rows]
+            feats = torch.tensor([s["features"] for s in sc])
+            line = dict(method=name, items=len(rows),
+                        fid=metrics.frechet_distance(feats, reference) if len(rows) >= 2 else None,
+                        clip=float(np.mean([s["clip"] for s in sc])))
+            for key in ("lpips", "psnr", "ssim", "presence"):
+                if sc[0].get(key) is not None:
+                    line[key] = float(np.mean([s[key] for s in sc]))
+            lines.append(line)
+        return lines
