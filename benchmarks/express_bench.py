@@ -25,9 +25,10 @@ import torch
 import conceptlab
 from conceptlab.express.cluster import finch, symmetric_kl
 from conceptlab.hooks import resize_grid
-from conceptlab.express.evaluate import compare
 from conceptlab.express.localize import end_of_text_map, eot_threshold_of, record_attention
 from conceptlab.worlds import shapes
+
+import reproduced  # noqa: E402  (benchmarks/reproduced.py: the paper tables, run by conceptlab.reproduce)
 
 OUT = Path(__file__).parent / "results"
 PAPER = {"k-means 4": (52.8, 70.3, 92.7), "k-means 7": (47.6, 95.7, 75.4), "FINCH 4": (50.7, 83.7, 98.7),
@@ -76,8 +77,13 @@ def objects_passing(model, scenes) -> dict:
 
 
 def localization(model, n: int = 120) -> tuple[dict, list[dict]]:
+    """The `localization` experiment of conceptlab.reproduce (`python -m conceptlab.reproduce localization`:
+    Table 3, implemented there once) on n held-out scenes with 2-3 objects, summarized; and the end-of-text
+    filter's pass rates on the same scenes."""
+    items = reproduced.rows("localization", n=n)
+    rows = [dict(scene=j, method=name, n_objects=r["objects"], **scores)
+            for j, r in enumerate(items) for name, scores in r["methods"].items()]
     scenes = [s for s in shapes.scenes("heldout", 4 * n) if len(s.labels) >= 2][:n]
-    rows = compare(model, scenes)
     table = {}
     for name in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == name]

@@ -29,6 +29,7 @@ from conceptlab.worlds import oracle, shapes
 
 sys.path.insert(0, str(Path(__file__).parent))
 from scaling_bench import psnr_outside  # noqa: E402  (one definition of the background PSNR)
+import reproduced  # noqa: E402  (the paper tables, run by conceptlab.reproduce)
 
 OUT = Path(__file__).parent / "results"
 STEPS = 50
@@ -50,21 +51,12 @@ def round_trip(model, n: int = 50) -> dict:
     return out
 
 
-def removal(model, n: int = 120, world: shapes.World = shapes.V1) -> dict:
-    scenes = world.scenes("heldout", n)
+def removal(model, n: int = 120) -> dict:
+    """The `removal` experiment of conceptlab.reproduce with each inversion method (implemented there once), on
+    the model's own world (a toy model's TRAINING.json says which), summarized."""
     out = {"scenes": n}
     for method in METHODS:
-        rows = []
-        for block in range(0, n, 40):                         # 40 scenes a batch
-            part = scenes[block:block + 40]
-            prompts = [phrase(s.labels[0]) for s in part]
-            invs = inversion.invert(model, [s.image for s in part], prompts, steps=STEPS, method=method)
-            pairs = scaling.sweep(model, invs, prompts, [0.0, 1.0], gamma=0, regularize=False, steps=STEPS)
-            for s, (removed, kept) in zip(part, pairs):
-                label = s.labels[0]
-                rows.append(dict(removed=not oracle.is_present(removed, label, world=world),
-                                 kept=oracle.is_present(kept, label, world=world),
-                                 clean=oracle.clean_erase(removed, s.masks[0], world=world)))
+        rows = reproduced.rows("removal", model=model.name, n=n, steps=STEPS, inversion=method)
         out[method] = {k: float(np.mean([r[k] for r in rows])) for k in ("removed", "kept", "clean")}
     return out
 

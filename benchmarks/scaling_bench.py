@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 import conceptlab
-from conceptlab import baselines, inversion, metrics, scaling
-from conceptlab.images import to_tensor
+from conceptlab import inversion, scaling
 from conceptlab.worlds import oracle, shapes
+
+import reproduced  # noqa: E402  (benchmarks/reproduced.py: the paper tables, run by conceptlab.reproduce)
 
 OUT = Path(__file__).parent / "results"
 STEPS = 50
@@ -38,20 +39,11 @@ def phrase(label: str) -> str:
     return f"a {label}"
 
 
-def removal(model, n: int = 120) -> dict:
+def removal(model=None, n: int = 120) -> dict:
     """omega 0 and omega 1 from one inversion per scene (gamma 0, no regularization: the two plain branches
-    of the paper's removal experiment), then again with the background as forward prompt."""
-    scenes = shapes.scenes("heldout", n)
-    rows = []
-    for s in scenes:
-        label, mask = s.labels[0], s.masks[0]
-        inv = inversion.invert(model, s.image, phrase(label), steps=STEPS)
-        removed, kept = scaling.sweep(model, inv, phrase(label), [0.0, 1.0], gamma=0, regularize=False, steps=STEPS)
-        fwd = scaling.sweep(model, inv, phrase(label), [0.0], gamma=0, regularize=False, steps=STEPS,
-                            forward_prompt=s.background)[0]
-        rows.append(dict(removed=not oracle.is_present(removed, label), kept=oracle.is_present(kept, label),
-                         clean=oracle.clean_erase(removed, mask), removed_fwd=not oracle.is_present(fwd, label),
-                         clean_fwd=oracle.clean_erase(fwd, mask), objects=len(s.labels)))
+    of the paper's removal experiment), then again with the background as forward prompt: the `removal`
+    experiment of conceptlab.reproduce (`python -m conceptlab.reproduce removal --n 120`), summarized."""
+    rows = reproduced.rows("removal", n=n, steps=STEPS)
     mean = lambda k, rs=rows: float(np.mean([r[k] for r in rs]))  # noqa: E731
     out = dict(scenes=n, removal_rate=mean("removed"), control_keep_rate=mean("kept"), clean_erase_rate=mean("clean"),
                forward_background=dict(removal_rate=mean("removed_fwd"), clean_erase_rate=mean("clean_fwd")))
@@ -106,29 +98,15 @@ def context(model, n: int = 40, omegas=(1.0, 2.0, 3.0, 5.0)) -> dict:
     return out
 
 
-TABLE2 = {"gamma 0": dict(gamma=0, regularize=False), "gamma 0.5": dict(gamma=0.5, regularize=False),
-          "gamma 1": dict(gamma=1, regularize=False), "gamma 3": dict(gamma=3, regularize=False),
-          "gamma 3 + noise reg.": dict(gamma=3, t_exit=STEPS), "gamma 3 + noise reg. + early exit": dict(gamma=3, t_exit=15)}
-
-
-def table2(model, n: int = 32, reference: int = 400, omega: float = 5.0) -> dict:
-    """Every TABLE2 setting at omega 5 on n weak-concept scenes, one inversion per scene; LEDITS++ adding the
-    concept; the input itself as the first row. FID in toy-clip's (unit-norm) image-feature space against
-    `reference` clean held-out scenes: its scale is not Inception's, compare rows, not with the paper."""
-    clip = conceptlab.load_clip("toy-clip")
-    weak = [shapes.weak_scene(i) for i in range(n)]
-    prompts = [phrase(s.labels[0]) for s in weak]
-    inputs = torch.cat([to_tensor(s.image) for s in weak])
-    ref = clip.image_features([s.image for s in shapes.scenes("heldout", reference)])
-    invs = [inversion.invert(model, s.image, p, steps=STEPS) for s, p in zip(weak, prompts)]
-    edited = {"input": inputs}
-    for name, kw in TABLE2.items():
-        edited[name] = torch.cat([scaling.scale_concept(model, inv, p, omega=omega, steps=STEPS, **kw)
-                                  for inv, p in zip(invs, prompts)])
-    edited["LEDITS++ (adds the concept)"] = baselines.ledits_pp_add(model, [s.image for s in weak], prompts, steps=STEPS)
-    rows = {name: metrics.edit_quality(clip, x, inputs, prompts, ref) for name, x in edited.items()}
-    for name, x in edited.items():
-        rows[name]["presence"] = float(np.mean([oracle.presence(im, s.labels[0]) for im, s in zip(x, weak)]))
+def table2(model=None, n: int = 32, reference: int = 400, omega: float = 5.0) -> dict:
+    """Every Table 2 setting at omega 5 on n weak-concept scenes, one inversion per scene; LEDITS++ adding the
+    concept; the input itself as the first row: the `weakconcept10` experiment of conceptlab.reproduce
+    (`python -m conceptlab.reproduce weakconcept10 --limit 32`), summarized. FID in toy-clip's (unit-norm)
+    image-feature space against `reference` clean held-out scenes: its scale is not Inception's, compare rows,
+    not with the paper."""
+    table = reproduced.table("weakconcept10", limit=n, reference=reference, omega=omega, steps=STEPS)
+    rows = {name: {k: v for k, v in line.items() if k != "items"} for name, line in table.items()}
+    rows["input"].update(psnr=float("inf"), ssim=1.0)
     return dict(scenes=n, reference=reference, omega=omega, rows=rows)
 
 

@@ -93,7 +93,7 @@ def main(argv=None):
                    threads=torch.get_num_threads())
     t0 = time.time()
     for name, part in (("oracle", lambda: oracle_on_clean()),
-                       ("removal", lambda: inversions.removal(model, world=W)["ddim"]),
+                       ("removal", lambda: inversions.removal(model)["ddim"]),
                        ("context", lambda: inversions.context(model, world=W)["ddim"]),
                        ("weak_monotone", lambda: weak_monotone(model)),
                        ("prompts_found", lambda: prompts_found(model)),

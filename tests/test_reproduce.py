@@ -104,6 +104,18 @@ def test_a_folder_with_other_settings_is_refused(one_process):
         main(["removal", "--limit", "4", "--steps", "5", "--out", str(one_process)])
 
 
+def test_rows_of_other_weights_are_refused(one_process, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(one_process, copy)
+    settings = json.loads((copy / "settings.json").read_text())
+    settings["revisions"]["toy-shapes"] = "retrained"              # as if the embedded model had been retrained
+    (copy / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(SystemExit, match="other settings.*revisions"):
+        main(["removal", "--limit", "4", "--steps", "4", "--out", str(copy)])
+
+
 def test_a_line_cut_short_by_a_kill_is_ignored_and_ended(tmp_path):
     path = tmp_path / "rows-0.jsonl"
     path.write_text(json.dumps({"id": "a", "x": 1}) + "\n" + '{"id": "b", "x"')
@@ -178,6 +190,8 @@ def test_every_experiment_runs_on_a_random_weight_pipeline_of_a_real_shape(name,
     assert table and table[0]["items"] == int(limit)
     run = json.loads((tmp_path / "run" / "run.json").read_text())
     assert run["settings"]["model"] == real[shape] and run["unet_calls_per_item"] > 0
+    if name == "removal":            # 2 inversion steps, then omega 0 and 1 in one batch: 2 calls (no A.5 branch)
+        assert run["unet_calls_per_item"] == 4
 
 
 def test_every_experiment_is_tested():

@@ -71,9 +71,9 @@ def read_masks(item: dict, image: np.ndarray) -> np.ndarray:
     return masks
 
 
-def toy_scene_items(n: int, min_objects: int = 1, split: str = "heldout") -> list[dict]:
-    """The first n scenes of a split with at least min_objects objects, by their index in the split."""
-    items, i = [], 0
+def toy_scene_items(n: int, min_objects: int = 1, split: str = "heldout", start: int = 0) -> list[dict]:
+    """The first n scenes of a split from index `start` with at least min_objects objects, by their index."""
+    items, i = [], start
     while len(items) < n:
         if len(shapes.scene(split, i).labels) >= min_objects:
             items.append(dict(id=f"{split}/{i:05d}", index=i))

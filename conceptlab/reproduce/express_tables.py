@@ -36,8 +36,8 @@ def scene_of(model, item: dict):
     return course.Subject(image, "", whole.labels, item["path"], course.at_model_size(whole, model).masks)  # masks alike
 
 
-def mask_items(args, default_n: int) -> list[dict]:
-    return with_masks(args.data) if args.data else toy_scene_items(args.n or default_n, min_objects=2)
+def mask_items(args, default_n: int, start: int = 0) -> list[dict]:
+    return with_masks(args.data) if args.data else toy_scene_items(args.n or default_n, min_objects=2, start=start)
 
 
 # ------------------------------------------------------------------------------------------- localization
@@ -129,7 +129,7 @@ class ConceptTokens(Experiment):
         return dict(model=load_model(args, device), args=args)
 
     def items(self, ctx, args):
-        return mask_items(args, 20)
+        return mask_items(args, 20, start=300)          # held-out scenes from 300: apart from localization's
 
     def run_item(self, ctx, item, seed, files):
         model, args = ctx["model"], ctx["args"]
@@ -145,18 +145,19 @@ class ConceptTokens(Experiment):
             m2 = learned.apply(model)
             present = []
             for i, token in enumerate(learned.tokens):
-                gens = self.generate(m2, f"a {token}", seed, i, args)
+                gens = self.generate(m2, f"a {token}", 100 * seed, args)
                 self.save(files / name, f"concept{i}", gens)
                 if model.tier == "toy":
                     present += [bool(oracle.is_present(im, s.labels[i])) for im in gens]
-            self.save(files / name, "composed", self.generate(m2, "a " + " and a ".join(learned.tokens), seed, 99, args))
+            self.save(files / name, "composed", self.generate(m2, "a " + " and a ".join(learned.tokens), 100 * seed + 50, args))
             row["methods"][name] = dict(present=float(np.mean(present)) if present else None)
         return row
 
     @staticmethod
-    def generate(model, prompt, seed, slot, args) -> torch.Tensor:
-        return torch.cat([to_tensor(model.generate(prompt, steps=args.gen_steps, guidance=5.0,
-                                                   seed=1000 * seed + 100 * slot + k)) for k in range(args.gen)])
+    def generate(model, prompt, seed, args) -> torch.Tensor:
+        """`--gen` images from seeds seed, seed + 1, ... (every token of an item the same seeds)."""
+        return torch.cat([to_tensor(model.generate(prompt, steps=args.gen_steps, guidance=5.0, seed=seed + k))
+                          for k in range(args.gen)])
 
     @staticmethod
     def save(folder: Path, name: str, images: torch.Tensor):

@@ -48,6 +48,7 @@ class Experiment:
     default_model: str = "toy-shapes"
     settings_keys: tuple = ()                       # the args that decide a result, beyond the common ones
     paper_table: dict = field(default_factory=dict)  # method -> {score: the paper's number}
+    cost: str = ""                                   # what one item runs, said beside its UNet calls
 
     def add_arguments(self, parser) -> None:
         """Options of this experiment only (the common ones are in __main__)."""
@@ -96,6 +97,37 @@ def check_settings(out: Path, settings: dict) -> None:
             said = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changed.items())
             raise SystemExit(f"{out} holds a run with other settings ({said}). Give another --out, or delete the "
                              f"folder to start over.")
+
+
+def revision(name: str | None) -> str | None:
+    """What identifies the weights behind a model name, so that a folder of rows made by other weights (the
+    embedded model retrained, another snapshot) is refused: for a folder (the embedded models included) a digest
+    of its weight files (names, sizes, first MiB); for a hub id the cached snapshot's commit; else None."""
+    import hashlib
+
+    from ..models import EMBEDDED, resolve
+
+    if not name:
+        return None
+    try:
+        path, local = resolve(name, ("toy-shapes", "toy-sounds", "toy-clip"))
+    except (ValueError, FileNotFoundError):
+        return None
+    if name == "toy-clip":
+        path = str(EMBEDDED / name)
+    if not local:
+        try:
+            from huggingface_hub import snapshot_download
+            return Path(snapshot_download(name, local_files_only=True)).name
+        except Exception:
+            return None
+    digest = hashlib.sha256()
+    for f in sorted(Path(path).rglob("*")):
+        if f.suffix in (".safetensors", ".bin", ".pt", ".ckpt") and f.is_file():
+            digest.update(f"{f.relative_to(path)}:{f.stat().st_size}:".encode())
+            with f.open("rb") as handle:
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------- 3. items
@@ -199,8 +231,12 @@ def merge(experiment: Experiment, items: list[dict], out: Path, args, settings: 
         f.writelines(json.dumps(r) + "\n" for r in rows)
     table = experiment.table(rows, args) if rows else []
     text = write_table(table, experiment.paper_table, out)
-    drew = experiment.figure(rows, table, out / "figure.png") if rows else False
     calls = [r["unet_calls"] for r in rows if "unet_calls" in r]
+    if calls:
+        text += (f"\nCost: {np.mean(calls):.0f} UNet calls per item (min {min(calls)}, max {max(calls)}; a call is one "
+                 f"forward, whatever its batch). {experiment.cost}\n")
+        (out / "table.md").write_text(text)
+    drew = experiment.figure(rows, table, out / "figure.png") if rows else False
     old = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
     record = dict(experiment=experiment.name, paper=experiment.paper, settings=settings,
                   seeds={it["id"]: settings["seed"] + i for i, it in enumerate(items)},
@@ -224,6 +260,8 @@ def run(experiment: Experiment, args) -> list[dict] | None:
     settings = dict(experiment=experiment.name, model=args.model, data=args.data, seed=args.seed,
                     limit=args.limit, dtype=args.dtype,
                     **{k: getattr(args, k) for k in experiment.settings_keys})
+    settings["revisions"] = {settings[k]: revision(settings[k]) for k in ("model", "clip", "detector", "clap")
+                             if isinstance(settings.get(k), str)}
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         check_settings(out, settings)

@@ -19,6 +19,9 @@ from ..worlds import oracle, shapes, sounds
 from .data import SOUND_SUFFIXES, by_class
 from .runner import Experiment
 
+AUTHORS_COST = ("One edit of the authors' demo pipeline costs 215 UNet calls (their ReNoise inversion and "
+                "sampling, measured on a tiny SDXL: book/methods/scaling.md); one of conceptlab's 100 with DDIM, "
+                "150 with ReNoise.")
 REMOVED_BELOW = {"sound": 0.2}      # a sound source is removed at presence <= 0.2, kept by the control at >= 0.9
 KEPT_ABOVE = {"sound": 0.9}
 
@@ -27,6 +30,26 @@ def load_model(args, device):
     import conceptlab
 
     return conceptlab.load(args.model, device=device, dtype=args.dtype)
+
+
+def toy_world(model) -> shapes.World:
+    """The shapes world a toy model was trained on: its TRAINING.json's world_version (v1 where it says none)."""
+    import json
+
+    from ..models import EMBEDDED_NAMES, resolve
+
+    path, _ = resolve(model.name, EMBEDDED_NAMES)
+    meta = json.loads((Path(path) / "TRAINING.json").read_text())
+    return shapes.V2 if meta.get("world_version") == 2 else shapes.V1
+
+
+def presence_judge(ctx):
+    """-> presence(image, label) -> (score, present): the toy world's oracle, else the detector."""
+    if ctx["detector"] is None:
+        world = ctx["world"]
+        return lambda im, label: (s := oracle.presence(im, label, world=world), bool(s >= oracle.THRESHOLD))
+    d = ctx["detector"]
+    return lambda im, label: (s := d.presence(im, label), bool(s >= d.threshold))
 
 
 def read_wav(path: str) -> tuple[np.ndarray, int]:
@@ -61,14 +84,18 @@ class Removal(Experiment):
 
     def __init__(self):
         super().__init__(name="removal", paper="ScalingConcept Fig. 3 (removal with the null prompt)",
-                         settings_keys=("steps", "n", "detector"),
-                         paper_table={"omega 0 (\"\"), COCO, Grounding DINO": {"removed": 0.80}})
+                         settings_keys=("steps", "n", "detector", "inversion"),
+                         paper_table={"omega 0 (\"\"), COCO, Grounding DINO": {"removed": 0.80}},
+                         cost="An item: one inversion, then omega 0 and 1 sampled together in one batch (and on "
+                              "the toy world the A.5 branch). " + AUTHORS_COST)
 
     def add_arguments(self, p):
         p.add_argument("--n", type=int, default=120, help="items when --data is not given (toy scenes; a real "
                        "model's own pictures)")
         p.add_argument("--detector", default="google/owlv2-base-patch16-ensemble",
                        help="presence on a real model (an id or a folder; toy models: the world's oracle)")
+        p.add_argument("--inversion", default="ddim", choices=list(inversion.METHODS),
+                       help="ddim (conceptlab's default), renoise (the paper's), ddpm (edit-friendly), renoise-authors")
 
     def open(self, args, device):
         model = load_model(args, device)
@@ -76,7 +103,8 @@ class Removal(Experiment):
         if model.tier != "toy":
             from ..detect import load_detector
             detector = load_detector(args.detector, device=str(device))
-        return dict(model=model, detector=detector, steps=args.steps)
+        world = toy_world(model) if model.tier == "toy" else None
+        return dict(model=model, detector=detector, steps=args.steps, inversion=args.inversion, world=world)
 
     def items(self, ctx, args):
         if args.data:
@@ -88,29 +116,30 @@ class Removal(Experiment):
     def subject(self, ctx, item, seed):
         model = ctx["model"]
         if "index" in item and model.tier == "toy":
-            return shapes.scene("heldout", item["index"])
+            return ctx["world"].scene("heldout", item["index"])
         if "index" in item:                                     # the model's own picture, seeded by its index
             return course.subjects(model, 1, start=item["index"], verbose=False)[0]
         image, _ = course.fit(item["path"], model.image_size)
         return course.Subject(np.asarray(image), f"a photo of a {item['label']}", [item["label"]], item["path"])
 
     def run_item(self, ctx, item, seed, files):
-        model, detector, steps = ctx["model"], ctx["detector"], ctx["steps"]
+        model, steps = ctx["model"], ctx["steps"]
         s = self.subject(ctx, item, seed)
         label = s.labels[0]
         prompt = f"a {label}" if model.tier == "toy" else label        # the paper inverts with "[class]"
-        present = lambda im: bool(course.is_present(model, im, label, detector))     # noqa: E731
-        inv = inversion.invert(model, s.image, prompt, steps=steps)
+        judge, world = presence_judge(ctx), ctx["world"]
+        inv = inversion.invert(model, s.image, prompt, steps=steps, method=ctx["inversion"], seed=seed)
         removed, kept = scaling.sweep(model, inv, prompt, [0.0, 1.0], gamma=0, regularize=False, steps=steps)
-        row = dict(label=label, objects=len(s.labels), present_before=present(s.image),
-                   presence_after=float(course.presence(model, removed, label, detector)),
-                   removed=not present(removed), kept=present(kept))
+        after = judge(removed, label)
+        row = dict(label=label, objects=len(s.labels), present_before=judge(s.image, label)[1],
+                   presence_after=float(after[0]), removed=not after[1], kept=judge(kept, label)[1])
         if len(s.masks):                                        # the toy world knows where the object was
-            row["clean"] = bool(oracle.clean_erase(removed, s.masks[0]))
+            row["clean"] = bool(oracle.clean_erase(removed, s.masks[0], world=world))
         if s.background:                                        # paper A.5: the background as forward prompt
             fwd = scaling.sweep(model, inv, prompt, [0.0], gamma=0, regularize=False, steps=steps,
                                 forward_prompt=s.background)[0]
-            row.update(removed_fwd=not present(fwd), clean_fwd=bool(oracle.clean_erase(fwd, s.masks[0])))
+            row.update(removed_fwd=not judge(fwd, label)[1],
+                       clean_fwd=bool(oracle.clean_erase(fwd, s.masks[0], world=world)))
         save_images(files, input=s.image, removed=removed, control=kept)
         return row
 
@@ -155,7 +184,9 @@ class SoundRemoval(Experiment):
 
     def __init__(self):
         super().__init__(name="sound-removal", paper="ScalingConcept Fig. 3 (audio: removal with the null prompt)",
-                         default_model="toy-sounds", settings_keys=("steps", "n", "clap"))
+                         default_model="toy-sounds", settings_keys=("steps", "n", "clap"),
+                         cost="An item: one inversion, then omega 0 and 1 sampled together in one batch. "
+                              + AUTHORS_COST)
 
     def add_arguments(self, p):
         p.add_argument("--n", type=int, default=100, help="toy mixtures (2-3 sources) when --data is not given")
@@ -256,7 +287,9 @@ class WeakConcept10(Experiment):
     def __init__(self):
         super().__init__(name="weakconcept10", paper="ScalingConcept Tables 1 and 2 (WeakConcept-10, omega 5)",
                          settings_keys=("steps", "omega", "per_class", "clip", "lpips", "reference"),
-                         paper_table=PAPER_TABLE12)
+                         paper_table=PAPER_TABLE12,
+                         cost="An item: one inversion, six scaled samplings (Table 2's rows) and LEDITS++'s "
+                              "inversion and edit. " + AUTHORS_COST)
 
     def add_arguments(self, p):
         p.add_argument("--omega", type=float, default=5.0)
