@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import baselines, course, inversion, metrics, scaling
+from .. import baselines, course, hooks, inversion, metrics, scaling
 from ..images import to_pil, to_tensor
 from ..worlds import oracle, shapes, sounds
 from .data import SOUND_SUFFIXES, by_class
@@ -84,7 +84,7 @@ class Removal(Experiment):
 
     def __init__(self):
         super().__init__(name="removal", paper="ScalingConcept Fig. 3 (removal with the null prompt)",
-                         settings_keys=("steps", "n", "detector", "inversion"),
+                         settings_keys=("steps", "n", "detector", "inversion", "clip"),
                          paper_table={"omega 0 (\"\"), COCO, Grounding DINO": {"removed": 0.80}},
                          cost="An item: one inversion, then omega 0 and 1 sampled together in one batch (and on "
                               "the toy world the A.5 branch). " + AUTHORS_COST)
@@ -96,6 +96,8 @@ class Removal(Experiment):
                        help="presence on a real model (an id or a folder; toy models: the world's oracle)")
         p.add_argument("--inversion", default="ddim", choices=list(inversion.METHODS),
                        help="ddim (conceptlab's default), renoise (the paper's), ddpm (edit-friendly), renoise-authors")
+        p.add_argument("--clip", default=None, help="Fig. 2b's step accuracy: the CLIP that classifies each step's "
+                       "predicted x0 (default: toy-clip on a toy model; on a real one no curves unless given)")
 
     def open(self, args, device):
         model = load_model(args, device)
@@ -104,7 +106,11 @@ class Removal(Experiment):
             from ..detect import load_detector
             detector = load_detector(args.detector, device=str(device))
         world = toy_world(model) if model.tier == "toy" else None
-        return dict(model=model, detector=detector, steps=args.steps, inversion=args.inversion, world=world)
+        clip = args.clip or ("toy-clip" if model.tier == "toy" else None)
+        if clip:
+            import conceptlab
+            clip = conceptlab.load_clip(clip, device=str(device))
+        return dict(model=model, detector=detector, steps=args.steps, inversion=args.inversion, world=world, clip=clip)
 
     def items(self, ctx, args):
         if args.data:
@@ -128,11 +134,18 @@ class Removal(Experiment):
         label = s.labels[0]
         prompt = f"a {label}" if model.tier == "toy" else label        # the paper inverts with "[class]"
         judge, world = presence_judge(ctx), ctx["world"]
-        inv = inversion.invert(model, s.image, prompt, steps=steps, method=ctx["inversion"], seed=seed)
-        removed, kept = scaling.sweep(model, inv, prompt, [0.0, 1.0], gamma=0, regularize=False, steps=steps)
+        with hooks.TrajectoryRecorder(model) as trajectory:
+            inv = inversion.invert(model, s.image, prompt, steps=steps, method=ctx["inversion"], seed=seed)
+            removed, kept = scaling.sweep(model, inv, prompt, [0.0, 1.0], gamma=0, regularize=False, steps=steps)
         after = judge(removed, label)
         row = dict(label=label, objects=len(s.labels), present_before=judge(s.image, label)[1],
                    presence_after=float(after[0]), removed=not after[1], kept=judge(kept, label)[1])
+        if ctx["clip"] is not None:          # Fig. 2b: is each step's predicted x0 the concept or the background?
+            candidates = [prompt, s.background or "a photo"]
+            step_acc = lambda stage, image: metrics.step_accuracy(  # noqa: E731
+                ctx["clip"], model, trajectory.stage(stage), candidates, 0, image=image).tolist()
+            row["step_accuracy"] = {"inversion": step_acc("invert", 0), "sampled with c": step_acc("scaled", 1),
+                                    'sampled with ""': step_acc("scaled", 0)}
         if len(s.masks):                                        # the toy world knows where the object was
             row["clean"] = bool(oracle.clean_erase(removed, s.masks[0], world=world))
         if s.background:                                        # paper A.5: the background as forward prompt
@@ -148,6 +161,11 @@ class Removal(Experiment):
         lines = [dict(method="omega 0 (\"\")", items=len(rows), removed=rate(rows, "removed"),
                       clean=rate(rows, "clean"), removed_of_detected=rate(base, "removed")),
                  dict(method="omega 1 (control)", items=len(rows), kept=rate(rows, "kept"))]
+        curves = [r["step_accuracy"] for r in rows if "step_accuracy" in r]
+        for branch in curves[0] if curves else []:        # Fig. 2b, summarized: the first and the last step
+            acc = np.mean([c[branch] for c in curves], axis=0)
+            lines.append(dict(method=f"Fig. 2b, {branch}", items=len(curves), step_accuracy_first=float(acc[0]),
+                              step_accuracy_last=float(acc[-1])))
         if any("removed_fwd" in r for r in rows):
             lines.append(dict(method="omega 0, the background as forward prompt", items=len(rows),
                               removed=rate(rows, "removed_fwd"), clean=rate(rows, "clean_fwd")))
@@ -162,7 +180,17 @@ class Removal(Experiment):
         import matplotlib.pyplot as plt
 
         labels = sorted({r["label"] for r in rows})
-        fig, ax = plt.subplots(figsize=(max(5, 0.45 * len(labels)), 3.2))
+        curves = [r["step_accuracy"] for r in rows if "step_accuracy" in r]
+        fig, axes = plt.subplots(1, 2 if curves else 1, figsize=(max(5, 0.45 * len(labels)) + 4 * bool(curves), 3.2))
+        ax = axes[0] if curves else axes
+        if curves:                                        # Fig. 2b: accuracy of "the concept" per step
+            for branch in curves[0]:
+                acc = np.mean([c[branch] for c in curves], axis=0)
+                axes[1].plot(np.arange(1, len(acc) + 1), acc, label=branch)
+            axes[1].set_xlabel("step (inversion: from the image; sampling: from the noise)")
+            axes[1].set_ylabel("CLIP picks the concept")
+            axes[1].set_ylim(-0.02, 1.02)
+            axes[1].legend(fontsize=7)
         ax.bar(range(len(labels)), [rate([r for r in rows if r["label"] == c], "removed") for c in labels])
         ax.axhline(0.8, color="k", ls="--", lw=1, label="paper (COCO): 80%")
         ax.set_xticks(range(len(labels)), labels, rotation=60, fontsize=7)
