@@ -16,7 +16,7 @@ from ..express.evaluate import compare, concepts_from_masks
 from ..images import to_pil, to_tensor
 from ..worlds import oracle, shapes
 from .data import read_masks, toy_scene_items, with_masks
-from .runner import Experiment
+from .runner import Experiment, bar_figure
 from .scaling_tables import load_model
 
 LOCALIZATION_PAPER = {"k-means 4": (52.8, 70.3, 92.7), "k-means 7": (47.6, 95.7, 75.4), "FINCH 4": (50.7, 83.7, 98.7),
@@ -164,6 +164,10 @@ class ConceptTokens(Experiment):
         folder.mkdir(parents=True, exist_ok=True)
         for k, im in enumerate(to_pil(images)):
             im.save(folder / f"{name}_{k}.png")
+
+    def figure(self, rows, table, path):
+        return bar_figure(table, ("sim_i", "sim_c", "acc_1", "acc_3"), path,
+                          f"Table 1: concept tokens, {len(rows)} images", (0, 1))
 
     def table(self, rows, args):
         import conceptlab

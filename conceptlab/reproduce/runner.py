@@ -74,6 +74,30 @@ class Experiment:
         return False
 
 
+def bar_figure(table: list[dict], scores: tuple[str, ...], path: Path, title: str, ylim=None) -> bool:
+    """A grouped bar chart of some scores of the table's lines (the default figure of an experiment)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [line for line in table if any(line.get(k) is not None for k in scores)]
+    if not lines:
+        return False
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.7 * len(lines) * len(scores) ** 0.5 + 2), 3.6))
+    x, width = np.arange(len(lines)), 0.8 / len(scores)
+    for k, score in enumerate(scores):
+        ax.bar(x + (k - (len(scores) - 1) / 2) * width, [line.get(score) or 0 for line in lines], width, label=score)
+    ax.set_xticks(x, [line["method"] for line in lines], rotation=45, ha="right", fontsize=7)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 # ------------------------------------------------------------------------------------------- 1. processes
 def processes(device: str | None):
     """accelerate's PartialState, on the CPU when no GPU is asked for or there is none."""
@@ -233,8 +257,10 @@ def merge(experiment: Experiment, items: list[dict], out: Path, args, settings: 
     text = write_table(table, experiment.paper_table, out)
     calls = [r["unet_calls"] for r in rows if "unet_calls" in r]
     if calls:
-        text += (f"\nCost: {np.mean(calls):.0f} UNet calls per item (min {min(calls)}, max {max(calls)}; a call is one "
-                 f"forward, whatever its batch). {experiment.cost}\n")
+        making = [r.get("unet_calls_input", 0) for r in rows]
+        made = f", of which {np.mean(making):.0f} make the input" if any(making) else ""
+        text += (f"\nCost: {np.mean(calls):.0f} UNet calls per item{made} (min {min(calls)}, max {max(calls)}; a "
+                 f"call is one forward, whatever its batch). {experiment.cost}\n")
         (out / "table.md").write_text(text)
     drew = experiment.figure(rows, table, out / "figure.png") if rows else False
     old = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
@@ -242,6 +268,8 @@ def merge(experiment: Experiment, items: list[dict], out: Path, args, settings: 
                   seeds={it["id"]: settings["seed"] + i for i, it in enumerate(items)},
                   items=len(items), finished=len(rows), versions=versions(),
                   unet_calls_per_item=float(np.mean(calls)) if calls else None,
+                  unet_calls_per_item_making_inputs=float(np.mean([r.get("unet_calls_input", 0) for r in rows]))
+                  if rows else None,
                   invocations=old.get("invocations", []) + [invocation], figure=drew)
     (out / "run.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"\n{experiment.name} ({experiment.paper}): {len(rows)} of {len(items)} items\n\n{text}")

@@ -17,7 +17,7 @@ from .. import baselines, course, hooks, inversion, metrics, scaling
 from ..images import to_pil, to_tensor
 from ..worlds import oracle, shapes, sounds
 from .data import SOUND_SUFFIXES, by_class
-from .runner import Experiment
+from .runner import Experiment, bar_figure, counting_unet_calls
 
 AUTHORS_COST = ("One edit of the authors' demo pipeline costs 215 UNet calls (their ReNoise inversion and "
                 "sampling, measured on a tiny SDXL: book/methods/scaling.md); one of conceptlab's 100 with DDIM, "
@@ -130,7 +130,8 @@ class Removal(Experiment):
 
     def run_item(self, ctx, item, seed, files):
         model, steps = ctx["model"], ctx["steps"]
-        s = self.subject(ctx, item, seed)
+        with counting_unet_calls(model) as making:           # a generated input's cost, said apart
+            s = self.subject(ctx, item, seed)
         label = s.labels[0]
         prompt = f"a {label}" if model.tier == "toy" else label        # the paper inverts with "[class]"
         judge, world = presence_judge(ctx), ctx["world"]
@@ -154,7 +155,7 @@ class Removal(Experiment):
             row.update(removed_fwd=not judge(fwd, label)[1],
                        clean_fwd=bool(oracle.clean_erase(fwd, s.masks[0], world=world)))
         save_images(files, input=s.image, removed=removed, control=kept)
-        return row
+        return dict(row, unet_calls_input=making["calls"])
 
     def table(self, rows, args):
         base = [r for r in rows if r["present_before"]]
@@ -271,6 +272,10 @@ class SoundRemoval(Experiment):
         return dict(label=target, presence_before=float(before), presence_after=float(after),
                     presence_control=float(control), removed=bool(after <= bar_removed), kept=bool(control >= bar_kept))
 
+    def figure(self, rows, table, path):
+        return bar_figure([line for line in table if line["method"].startswith("omega 0, target")], ("removed",),
+                          path, f"Removed by omega 0, per target ({len(rows)} clips)", (0, 1))
+
     @staticmethod
     def save_waves(files, model, **waves):
         from scipy.io import wavfile
@@ -360,7 +365,8 @@ class WeakConcept10(Experiment):
 
     def run_item(self, ctx, item, seed, files):
         model, clip, steps, omega = ctx["model"], ctx["clip"], ctx["steps"], ctx["omega"]
-        s = self.subject(ctx, item)
+        with counting_unet_calls(model) as making:           # a generated input's cost, said apart
+            s = self.subject(ctx, item)
         label = s.labels[0]
         prompt = f"a {label}" if model.tier == "toy" else label
         x = to_tensor(s.image, model.image_size)
@@ -372,7 +378,7 @@ class WeakConcept10(Experiment):
             edited[name] = scaling.scale_concept(model, inv, prompt, omega=omega, steps=steps, **kw)
         edited["LEDITS++ (adds the concept)"] = baselines.ledits_pp_add(model, [s.image], [prompt], steps=steps)
         save_images(files, **{k.replace(" ", "_").replace("+", "").replace(".", ""): v for k, v in edited.items()})
-        row = dict(label=label, tier=model.tier, scores={})
+        row = dict(label=label, tier=model.tier, scores={}, unet_calls_input=making["calls"])
         for name, im in edited.items():
             score = dict(clip=float(clip.score(im, [prompt])[0]),                       # 100 cos, as the paper
                          features=clip.image_features(im)[0].tolist())
@@ -384,6 +390,26 @@ class WeakConcept10(Experiment):
                     score["lpips"] = float(ctx["lpips"].distance(im, x)[0])
             row["scores"][name] = score
         return row
+
+    def figure(self, rows, table, path):
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fidelity = "lpips" if table[0].get("lpips") is not None or table[-1].get("lpips") is not None else "psnr"
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for line in table:
+            if line.get(fidelity) is not None:
+                ax.scatter(line[fidelity], line["clip"], s=25)
+                ax.annotate(line["method"], (line[fidelity], line["clip"]), fontsize=6, xytext=(3, 3),
+                            textcoords="offset points")
+        ax.set_xlabel(f"{fidelity} to the input ({'lower' if fidelity == 'lpips' else 'higher'} is more faithful)")
+        ax.set_ylabel("CLIP score with the concept")
+        ax.set_title(f"Tables 1-2: the concept against fidelity, {len(rows)} images", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return True
 
     @staticmethod
     def reference_features(rows, args) -> torch.Tensor:
