@@ -28,6 +28,8 @@ import conceptlab
 from conceptlab import audio, inversion, scaling, sound_edits
 from conceptlab.worlds import sounds
 
+import reproduced  # noqa: E402  (benchmarks/reproduced.py: the paper tables, run by conceptlab.reproduce)
+
 OUT = Path(__file__).parent / "results"
 STEPS = 50
 OMEGAS = [0.0, 1.0, 2.0, 3.0, 5.0, 7.0]
@@ -64,39 +66,25 @@ REMOVAL_OMEGAS = [0.0, -1.0, -2.0, -3.0, -4.0]
 CHUNK = 10                                      # mixtures inverted and sampled together, one batch a step
 
 
-def removal(model, n: int = 100, methods=("ddim", "renoise"), previous: list[dict] | None = None) -> dict:
+def removal(model, n: int = 100, methods=("ddim", "renoise")) -> dict:
     """Mixtures 0.. of the held-out split with 2-3 sources; the target is the first source. For each inversion
     method (DDIM, ReNoise), one inversion with the target's phrase, then sampling at omega 1 (the control)
     and at omega 0 / -1 / -2 / -3 / -4 (signed, clamp=False) with the forward prompt "" and with the other
-    sources' caption (paper A.5). A target is removed when its presence is <= 0.2, kept by the control when
-    >= 0.9. Mixtures go through in lists of CHUNK (the same numbers as one at a time, up to float rounding).
-    methods: the inversions to run; `previous` (the rows of an earlier run on the same mixtures) supplies the
-    settings of the others, so one method can be re-measured alone."""
-    mixes, rows = multi_source(n, start=0), []
-    if previous is not None and len(previous) != n:
-        raise ValueError(f"the previous removal rows cover {len(previous)} mixtures, not {n}: run every method")
-    for c in range(0, n, CHUNK):
-        chunk = mixes[c:c + CHUNK]
-        phrases = [sounds.KINDS[mix.kinds[0]][0] for mix in chunk]
-        block = [dict(target=mix.kinds[0]) for mix in chunk]
-        if previous is not None:                 # the earlier run's settings of the methods not re-run
-            for j, row in enumerate(block):
-                old = previous[c + j]
-                assert old["target"] == row["target"], "the previous rows are of other mixtures"
-                row.update({k: v for k, v in old.items() if k != "target" and k.split()[0] not in methods})
-        for method in methods:
-            invs = inversion.invert(model, [mix.waveform for mix in chunk], phrases, steps=STEPS, method=method)
-            for fwd in ("null", "others"):
-                prompts = [("" if fwd == "null" else sounds.caption_for(mix.kinds[1:])) for mix in chunk]
-                omegas = REMOVAL_OMEGAS + ([1.0] if fwd == "null" else [])
-                waves = scaling.sweep(model, invs, phrases, omegas, gamma=0, regularize=False, steps=STEPS,
-                                      forward_prompt=prompts, clamp=False)
-                for mix, row, ws in zip(chunk, block, waves):
-                    for omega, w in zip(omegas, ws):
-                        p = sound_edits.presences(w, mix)
-                        key = f"{method} control" if omega == 1.0 else f"{method} {fwd} {omega:g}"
-                        row[key] = dict(target=p[row["target"]], others=float(np.median([p[k] for k in mix.kinds[1:]])))
-        rows += block
+    sources' caption (paper A.5): the `sound-removal` experiment of conceptlab.reproduce, one run per method and
+    forward prompt (resumable; a method re-measured alone reuses the others' finished runs). A target is removed
+    when its presence is <= 0.2, kept by the control when >= 0.9."""
+    omegas = ",".join(f"{w:g}" for w in REMOVAL_OMEGAS)
+    runs = {(m, fwd): reproduced.rows("sound-removal", model=model.name, n=n, steps=STEPS, inversion=m,
+                                      omegas=omegas, forward=fwd)
+            for m in methods for fwd in ("null", "others")}
+    first = next(iter(runs.values()))
+    rows = [dict(target=r["label"]) for r in first]
+    for (m, fwd), rs in runs.items():
+        for row, r in zip(rows, rs):
+            for w, at in r["omegas"].items():
+                row[f"{m} {fwd} {w}"] = dict(target=at["target"], others=at["others"])
+            if fwd == "null":
+                row[f"{m} control"] = dict(target=r["presence_control"], others=r["others_control"])
     settings = {}
     for key in rows[0]:
         if key == "target":
@@ -164,7 +152,7 @@ def main(argv=None):
     p.add_argument("--model", default="toy-sounds")
     p.add_argument("--quick", action="store_true", help="a few mixtures per part (a smoke run, not the bars)")
     p.add_argument("--methods", nargs="+", choices=["ddim", "renoise"], default=["ddim", "renoise"],
-                   help="removal: the inversions to re-measure; the others' settings are kept from the results file")
+                   help="removal: the inversions to measure (each one's finished runs are read back)")
     args = p.parse_args(argv)
     model = conceptlab.load(args.model)
     path = OUT / "sounds.json"
@@ -172,8 +160,8 @@ def main(argv=None):
     for part in args.parts:
         t0 = time.time()
         kwargs = {"n": 3} if args.quick else {}
-        if part == "removal" and set(args.methods) != {"ddim", "renoise"}:
-            kwargs.update(methods=args.methods, previous=None if args.quick else results["removal"]["rows"])
+        if part == "removal":
+            kwargs.update(methods=args.methods)
         results[part] = PARTS[part](model, **kwargs)
         results[part]["seconds"] = round(time.time() - t0, 1)
         summary = {k: v for k, v in results[part].items() if k not in ("rows", "settings") and not k.endswith("curve")}

@@ -207,29 +207,43 @@ class Removal(Experiment):
 # ------------------------------------------------------------------------------------------ sound-removal
 class SoundRemoval(Experiment):
     """Fig. 3, audio: invert a mixture with one source's phrase, sample with "" (omega 0) and the phrase (omega
-    1). Toy: held-out toy-sounds mixtures of 2-3 sources, the first the target, the world's band-energy presence
-    (removed at <= 0.2, the control keeps at >= 0.9). Real: `--data` class folders of .wav (the paper: AVE), the
-    class the target, presence by CLAP zero-shot against the other classes of the folder (removed at < 0.5)."""
+    1, the control). Toy: held-out toy-sounds mixtures of 2-3 sources, the first the target, the world's
+    band-energy presence (removed at <= 0.2, the control keeps at >= 0.9). Real: `--data` class folders of .wav
+    (the paper: AVE), the class the target, presence by CLAP zero-shot against the other classes of the folder
+    (removed below 0.5). `--omegas` adds signed omegas (paper Fig. 16: -1 .. -4, unclamped), `--forward others`
+    samples with the other sources' caption as forward prompt (paper A.5, toy), `--inversion renoise` the paper's
+    inversion."""
 
     def __init__(self):
         super().__init__(name="sound-removal", paper="ScalingConcept Fig. 3 (audio: removal with the null prompt)",
-                         default_model="toy-sounds", settings_keys=("steps", "n", "clap"),
-                         cost="An item: one inversion, then omega 0 and 1 sampled together in one batch. "
-                              + AUTHORS_COST)
+                         default_model="toy-sounds", settings_keys=("steps", "n", "clap", "inversion", "omegas",
+                                                                    "forward"),
+                         cost="An item: one inversion, then every omega and the omega 1 control sampled together in "
+                              "one batch. " + AUTHORS_COST)
 
     def add_arguments(self, p):
         p.add_argument("--n", type=int, default=100, help="toy mixtures (2-3 sources) when --data is not given")
         p.add_argument("--clap", default="laion/clap-htsat-unfused", help="presence on a real sound model")
+        p.add_argument("--inversion", default="ddim", choices=["ddim", "renoise"])
+        p.add_argument("--omegas", default="0", help="comma-separated omegas to remove with, signed (unclamped): "
+                       "e.g. 0,-1,-2,-3,-4; the first decides 'removed'")
+        p.add_argument("--forward", default="null", choices=["null", "others"],
+                       help="the forward prompt: \"\" or the other sources' caption (toy mixtures)")
 
     def open(self, args, device):
         model = load_model(args, device)
         if not model.is_audio:
             raise SystemExit(f"sound-removal needs a sound model (toy-sounds, AudioLDM 2); {args.model} makes images")
+        try:
+            omegas = [float(w) for w in str(args.omegas).split(",")]
+        except ValueError:
+            raise SystemExit(f"--omegas takes comma-separated numbers such as 0,-1,-2, got {args.omegas!r}") from None
         judge = None
         if model.tier != "toy":
             from ..detect import load_sound_judge
             judge = load_sound_judge(args.clap, device=str(device))
-        return dict(model=model, judge=judge, steps=args.steps, classes=None)
+        return dict(model=model, judge=judge, steps=args.steps, classes=None, omegas=omegas,
+                    inversion=args.inversion, forward=args.forward)
 
     def items(self, ctx, args):
         if args.data:
@@ -249,11 +263,18 @@ class SoundRemoval(Experiment):
         return out
 
     def run_item(self, ctx, item, seed, files):
-        model, steps = ctx["model"], ctx["steps"]
+        model, steps, omegas = ctx["model"], ctx["steps"], ctx["omegas"]
+        forward = ""
         if "index" in item:
             mix = sounds.mixture("heldout", item["index"])
             target, wave, phrase = mix.kinds[0], mix.waveform, sounds.KINDS[mix.kinds[0]][0]
-            presence = lambda w: sounds.presence(np.asarray(w, np.float32).reshape(-1), mix, target)  # noqa: E731
+            if ctx["forward"] == "others":
+                forward = sounds.caption_for(mix.kinds[1:])
+
+            def presence(w):                      # the target's presence, and the others' median
+                w = np.asarray(w, np.float32).reshape(-1)
+                return (sounds.presence(w, mix, target),
+                        float(np.median([sounds.presence(w, mix, k) for k in mix.kinds[1:]])))
             bar_removed, bar_kept = REMOVED_BELOW["sound"], KEPT_ABOVE["sound"]
         else:
             wave, rate_hz = read_wav(item["path"])
@@ -262,19 +283,27 @@ class SoundRemoval(Experiment):
                 wave = AF.resample(torch.from_numpy(wave), rate_hz, model.audio.sample_rate).numpy()
             target = phrase = item["label"]
             others = [c for c in ctx["classes"] if c != target]
-            presence = lambda w: ctx["judge"].presence(np.asarray(w).reshape(-1), target, others,  # noqa: E731
-                                                       sample_rate=model.audio.sample_rate)
+
+            def presence(w):
+                return ctx["judge"].presence(np.asarray(w).reshape(-1), target, others,
+                                             sample_rate=model.audio.sample_rate), None
             bar_removed, bar_kept = 0.5, 0.5
-        inv = inversion.invert(model, wave, phrase, steps=steps)
-        removed, kept = scaling.sweep(model, inv, phrase, [0.0, 1.0], gamma=0, regularize=False, steps=steps)
-        before, after, control = presence(wave), presence(removed), presence(kept)
-        self.save_waves(files, model, input=wave, removed=removed, control=kept)
-        return dict(label=target, presence_before=float(before), presence_after=float(after),
-                    presence_control=float(control), removed=bool(after <= bar_removed), kept=bool(control >= bar_kept))
+        inv = inversion.invert(model, wave, phrase, steps=steps, method=ctx["inversion"], seed=seed)
+        waves = scaling.sweep(model, inv, phrase, omegas + [1.0], gamma=0, regularize=False, steps=steps,
+                              forward_prompt=forward, clamp=False)
+        found = {f"{w:g}": presence(x) for w, x in zip(omegas, waves[:-1])}
+        before, control = presence(wave), presence(waves[-1])
+        self.save_waves(files, model, input=wave, removed=waves[0], control=waves[-1])
+        first = found[f"{omegas[0]:g}"]
+        return dict(label=target, presence_before=float(before[0]), presence_after=float(first[0]),
+                    presence_control=float(control[0]), removed=bool(first[0] <= bar_removed),
+                    kept=bool(control[0] >= bar_kept), others_control=control[1],
+                    omegas={w: dict(target=float(p), others=o, removed=bool(p <= bar_removed))
+                            for w, (p, o) in found.items()})
 
     def figure(self, rows, table, path):
-        return bar_figure([line for line in table if line["method"].startswith("omega 0, target")], ("removed",),
-                          path, f"Removed by omega 0, per target ({len(rows)} clips)", (0, 1))
+        return bar_figure([line for line in table if ", target " in line["method"]], ("removed",),
+                          path, f"Removed, per target ({len(rows)} clips)", (0, 1))
 
     @staticmethod
     def save_waves(files, model, **waves):
@@ -285,12 +314,20 @@ class SoundRemoval(Experiment):
             wavfile.write(files / f"{name}.wav", model.audio.sample_rate, w)
 
     def table(self, rows, args):
-        lines = [dict(method="omega 0 (\"\")", items=len(rows), removed=rate(rows, "removed"),
-                      median_presence_after=float(np.median([r["presence_after"] for r in rows]))),
-                 dict(method="omega 1 (control)", items=len(rows), kept=rate(rows, "kept"))]
+        forward = "\"\"" if args.forward == "null" else "the others' caption"
+        lines = []
+        for w in rows[0]["omegas"]:
+            at = [r["omegas"][w] for r in rows]
+            others = [a["others"] for a in at if a["others"] is not None]
+            lines.append(dict(method=f"omega {w} ({forward})", items=len(rows), removed=rate(at, "removed"),
+                              median_target=float(np.median([a["target"] for a in at])),
+                              median_others=float(np.median(others)) if others else None))
+        lines.append(dict(method="omega 1 (control)", items=len(rows), kept=rate(rows, "kept"),
+                          median_target=float(np.median([r["presence_control"] for r in rows]))))
+        first = next(iter(rows[0]["omegas"]))
         for label in sorted({r["label"] for r in rows}):
             sub = [r for r in rows if r["label"] == label]
-            lines.append(dict(method=f"omega 0, target {label}", items=len(sub), removed=rate(sub, "removed")))
+            lines.append(dict(method=f"omega {first}, target {label}", items=len(sub), removed=rate(sub, "removed")))
         return lines
 
 
