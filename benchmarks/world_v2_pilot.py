@@ -42,20 +42,9 @@ EMPTY_SHARE = 0.15
 
 
 def subset_caption(labels, background, rng):
-    """Alt-text-like captions: for a scene with objects, empty 10%, the background alone 10%, every object
-    20% (in a random order), and otherwise a random proper subset of them (a single object is named alone);
-    the background is said half the time. An empty scene: "" or its background's name."""
-    objs = train.objects_of(labels)
-    u = rng.random()
-    if not objs:
-        return ("" if u < 0.4 else background), []
-    if u < 0.10:
-        return "", []
-    if u < 0.20:
-        return background, []
-    order = [int(i) for i in rng.permutation(len(objs))]
-    k = len(objs) if u < 0.40 or len(objs) == 1 else int(rng.integers(1, len(objs)))
-    return shapes.caption_for([objs[i] for i in order[:k]], background if rng.random() < 0.5 else None), order[:k]
+    """The pilot's alt-text-like captions: train.alt_text_caption with the background alone 10%, every object
+    20%, and no size words (v1 scenes)."""
+    return train.alt_text_caption(labels, None, background, rng, background_only=0.10, every=0.20, size_words=False)
 
 
 def arm_data(data: dict, arm: str, rng: np.random.Generator) -> dict:

@@ -121,12 +121,14 @@ def objects_of(labels: list[str], radii: list[float] | None = None) -> list[shap
     return [shapes.ShapeObject(l.split()[1], l.split()[0], 0, 0, r) for l, r in zip(labels, radii)]
 
 
-def alt_text_caption(labels: list[str], radii: list[float], background: str,
-                     rng: np.random.Generator) -> tuple[str, list[int]]:
+def alt_text_caption(labels: list[str], radii: list[float] | None, background: str, rng: np.random.Generator,
+                     background_only: float = 0.05, every: float = 0.25,
+                     size_words: bool = True) -> tuple[str, list[int]]:
     """World v2's captions, like alt text: what is there is rarely all named. For a scene with objects: empty
-    10%, the background alone 5%, every object 25% (in a random order), otherwise a random proper subset (a
-    lone object is named alone); the background said half the time; each named object's size word (when it
-    has one, shapes.size_word) said half the time. An empty scene: "" 40%, else its background's name.
+    10%, the background alone `background_only` (5%), every object `every` (25%, in a random order), otherwise
+    a random proper subset (a lone object is named alone); the background said half the time; with size_words,
+    each named object's size word (when it has one, shapes.size_word) said half the time. An empty scene: ""
+    40%, else its background's name. (The v2 pilot's arms used 10%, 20% and no size words.)
     Returns the caption and the indices of the objects it names, in caption order."""
     objs = objects_of(labels, radii)
     u = rng.random()
@@ -134,11 +136,11 @@ def alt_text_caption(labels: list[str], radii: list[float], background: str,
         return ("" if u < 0.4 else background), []
     if u < 0.10:
         return "", []
-    if u < 0.15:
+    if u < 0.10 + background_only:
         return background, []
     order = [int(i) for i in rng.permutation(len(objs))]
-    k = len(objs) if u < 0.40 or len(objs) == 1 else int(rng.integers(1, len(objs)))
-    sizes = [bool(rng.random() < 0.5) for _ in range(k)]
+    k = len(objs) if u < 0.10 + background_only + every or len(objs) == 1 else int(rng.integers(1, len(objs)))
+    sizes = [bool(rng.random() < 0.5) for _ in range(k)] if size_words else None
     bg = background if rng.random() < 0.5 else None
     return shapes.caption_for([objs[i] for i in order[:k]], bg, sizes), order[:k]
 
