@@ -32,51 +32,56 @@ def as_tensor(s) -> torch.Tensor:
     return to_tensor(s.image)
 
 
-def oracle_accuracy(model, n=300):
-    """Yes/no accuracy over all 12 labels on clean held-out scenes and on their VAE reconstructions."""
-    sc = shapes.scenes("heldout", n)
+def oracle_accuracy(model, n=300, world: shapes.World = shapes.V1):
+    """Yes/no accuracy over all the world's labels on clean held-out scenes and on their VAE reconstructions."""
+    sc = world.scenes("heldout", n)
     decoded = model.decode(model.encode(torch.cat([as_tensor(s) for s in sc])))
     out = {}
     for name, images in (("clean", [s.image for s in sc]), ("decoded", list(decoded))):
-        right = [oracle.is_present(im, lab) == (lab in s.labels) for im, s in zip(images, sc) for lab in shapes.LABELS]
-        found = [oracle.is_present(im, lab) for im, s in zip(images, sc) for lab in s.labels]
+        right = [oracle.is_present(im, lab, world=world) == (lab in s.labels)
+                 for im, s in zip(images, sc) for lab in world.labels]
+        found = [oracle.is_present(im, lab, world=world) for im, s in zip(images, sc) for lab in s.labels]
         out[name] = dict(accuracy=float(np.mean(right)), recall=float(np.mean(found)))
     weak = [shapes.weak_scene(i) for i in range(200)]
-    out["weak_mean_presence"] = {w: float(np.mean([oracle.presence(s.image, s.labels[0]) for s in weak if s.weakness == w]))
-                                 for w in shapes.WEAKNESSES}
-    out["weak_found"] = float(np.mean([oracle.is_present(s.image, s.labels[0]) for s in weak]))
+    out["weak_mean_presence"] = {w: float(np.mean([oracle.presence(s.image, s.labels[0], world=world)
+                                                   for s in weak if s.weakness == w])) for w in shapes.WEAKNESSES}
+    out["weak_found"] = float(np.mean([oracle.is_present(s.image, s.labels[0], world=world) for s in weak]))
     return out
 
 
-def generation(model, n=204, guidance=5.0, steps=50, batch=51):
-    """Share of samples in which the oracle finds the named object (one-object prompts) or both objects."""
+def generation(model, n=204, guidance=5.0, steps=50, batch=51, world: shapes.World = shapes.V1):
+    """Share of samples in which the oracle finds the named object (one-object prompts) or both objects; every
+    other prompt names a background."""
     rng = np.random.default_rng(0)
+    labels = world.labels
     bgs = list(shapes.BACKGROUNDS)
 
     def obj(label):
         c, s = label.split()
         return shapes.ShapeObject(s, c, 0, 0, 1)
 
-    one = [([shapes.LABELS[i % 12]], bgs[(i // 12) % 3] if i % 2 else None) for i in range(n)]
+    k = len(labels)
+    one = [([labels[i % k]], bgs[(i // k) % 3] if i % 2 else None) for i in range(n)]
     two = []
     for i in range(n):
-        a, b = rng.choice(12, 2, replace=False)
-        two.append(([shapes.LABELS[a], shapes.LABELS[b]], bgs[i % 3] if i % 2 else None))
+        a, b = rng.choice(k, 2, replace=False)
+        two.append(([labels[a], labels[b]], bgs[i % 3] if i % 2 else None))
     out = {}
     for name, items in (("one_object", one), ("two_objects", two)):
         prompts = [shapes.caption_for([obj(l) for l in labs], bg) for labs, bg in items]
         hits = []
         for k in range(0, n, batch):
             images = model.generate(prompts[k:k + batch], steps=steps, guidance=guidance, seed=k)
-            hits += [all(oracle.is_present(im, l) for l in labs) for im, (labs, _) in zip(images, items[k:k + batch])]
+            hits += [all(oracle.is_present(im, lab, world=world) for lab in labs)
+                     for im, (labs, _) in zip(images, items[k:k + batch])]
         out[name] = dict(rate=float(np.mean(hits)), samples=len(hits))
     return out
 
 
-def reconstruction(model, n=50, steps=50):
+def reconstruction(model, n=50, steps=50, world: shapes.World = shapes.V1):
     """DDIM inversion with the caption, then sampling back with it; PSNR against the input, and the VAE's own."""
     inv_psnr, vae_psnr = [], []
-    for s in shapes.scenes("heldout", n):
+    for s in world.scenes("heldout", n):
         x = as_tensor(s)
         inv = inversion.invert(model, s.image, s.caption, steps=steps)
         inv_psnr.append(psnr(inversion.reconstruct(model, inv), x))
@@ -84,26 +89,28 @@ def reconstruction(model, n=50, steps=50):
     return dict(inversion_psnr=float(np.mean(inv_psnr)), vae_psnr=float(np.mean(vae_psnr)), scenes=n, steps=steps)
 
 
-def clip_zero_shot(clip, n=600):
+def clip_zero_shot(clip, n=600, world: shapes.World = shapes.V1, figure: Path | None = OUT / "toy_clip_confusion.png"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sc = shapes.scenes("heldout", n, start=10_000, n_objects=1)
-    cands = [f"a {l}" for l in shapes.LABELS]
+    labels = list(world.labels)
+    sc = world.scenes("heldout", n, start=10_000, n_objects=1)
+    cands = [f"a {lab}" for lab in labels]
     pred = []
     for k in range(0, n, 200):
         pred += clip.zero_shot([s.pil() for s in sc[k:k + 200]], cands).argmax(-1).tolist()
-    truth = [shapes.LABELS.index(s.labels[0]) for s in sc]
-    cm = np.zeros((12, 12), int)
+    truth = [labels.index(s.labels[0]) for s in sc]
+    cm = np.zeros((len(labels), len(labels)), int)
     for t, p in zip(truth, pred):
         cm[t, p] += 1
-    fig, ax = plt.subplots(figsize=(7, 6))
-    sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", xticklabels=shapes.LABELS, yticklabels=shapes.LABELS, cbar=False, ax=ax)
-    ax.set_xlabel("toy-clip says"); ax.set_ylabel("the scene has")
-    ax.set_title(f"toy-clip zero-shot on {n} held-out one-object scenes: {np.trace(cm) / n:.1%}")
-    fig.tight_layout(); fig.savefig(OUT / "toy_clip_confusion.png", dpi=100); plt.close(fig)
+    if figure is not None:
+        fig, ax = plt.subplots(figsize=(7, 6))
+        sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", xticklabels=labels, yticklabels=labels, cbar=False, ax=ax)
+        ax.set_xlabel("toy-clip says"); ax.set_ylabel("the scene has")
+        ax.set_title(f"toy-clip zero-shot on {n} held-out one-object scenes: {np.trace(cm) / n:.1%}")
+        fig.tight_layout(); fig.savefig(figure, dpi=100); plt.close(fig)
     return dict(accuracy=float(np.trace(cm) / n), scenes=n)
 
 

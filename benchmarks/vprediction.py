@@ -9,7 +9,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from diffusers import DDIMScheduler
 
 import conceptlab

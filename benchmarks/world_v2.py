@@ -6,8 +6,10 @@ The folder holds toy-shapes and toy-clip as `python -m conceptlab.toy.train shap
 them. Measured: removal with "" (120 scenes: removed, clean erase, control kept; benchmarks/inversions.py's
 protocol with DDIM), context (40 two-object scenes, the first scaled at omega 5 with the default regularization:
 the other object kept, background PSNR), monotone presence on the weak scenes over omega 0, 0.5, 1, 2, 3, 5 (40),
-prompts found (one object and two objects, guidance 5), the DDIM round trip beside the VAE's (50), toy-clip's
-zero-shot accuracy on one-object scenes (300), and the oracle on clean v2 scenes (300).
+and benchmarks/toy_quality.py's measures on world v2: prompts found (204 one-object and 204 two-object prompts,
+every other one naming a background, guidance 5), the DDIM round trip with the caption beside the VAE's (50),
+toy-clip's zero-shot accuracy on one-object scenes (600), the oracle on clean and decoded scenes (300), and
+the seconds of one 50-step guided generation.
 """
 from __future__ import annotations
 
@@ -20,12 +22,12 @@ import numpy as np
 import torch
 
 import conceptlab
-from conceptlab import inversion, metrics, scaling
-from conceptlab.images import to_tensor
+from conceptlab import inversion, scaling
 from conceptlab.worlds import oracle, shapes
 
 sys.path.insert(0, str(Path(__file__).parent))
 import inversions  # noqa: E402  (the removal and context protocols, implemented once)
+import toy_quality  # noqa: E402  (the embedded models' quality measures, implemented once)
 
 OUT = Path(__file__).parent / "results"
 W = shapes.V2
@@ -42,46 +44,6 @@ def weak_monotone(model, n: int = 40, omegas=(0, 0.5, 1, 2, 3, 5)) -> dict:
                 strictly_increasing=bool(np.all(np.diff(mean) > 0)))
 
 
-def prompts_found(model, n: int = 60, guidance: float = 5.0) -> dict:
-    rng = np.random.default_rng(0)
-    labels = W.labels
-    one = [[labels[i % len(labels)]] for i in range(n)]
-    two = [list(rng.choice(labels, 2, replace=False)) for _ in range(n)]
-    out = {}
-    for name, items in (("one_object", one), ("two_objects", two)):
-        prompts = [" and ".join(f"a {l}" for l in labs) for labs in items]
-        hits = []
-        for k in range(0, n, 30):
-            images = model.generate(prompts[k:k + 30], steps=50, guidance=guidance, seed=k, output="pt")
-            hits += [all(oracle.is_present(im, l, world=W) for l in labs) for im, labs in zip(images, items[k:k + 30])]
-        out[name] = float(np.mean(hits))
-    return out
-
-
-def round_trip(model, n: int = 50) -> dict:
-    scenes = W.scenes("heldout", n)
-    x = torch.cat([to_tensor(s.image) for s in scenes])
-    invs = inversion.invert(model, [s.image for s in scenes], [f"a {s.labels[0]}" for s in scenes], steps=50)
-    return dict(scenes=n, vae=float(metrics.psnr(model.decode(model.encode(x)), x).mean()),
-                ddim=float(metrics.psnr(inversion.reconstruct(model, invs), x).mean()))
-
-
-def clip_zero_shot(clip, n: int = 300) -> float:
-    scenes = W.scenes("heldout", n, start=10_000, n_objects=1)
-    cands = [f"a {l}" for l in W.labels]
-    probs = clip.zero_shot(torch.cat([to_tensor(s.image) for s in scenes]), cands)
-    return float(np.mean([cands[int(p.argmax())] == f"a {s.labels[0]}" for p, s in zip(probs, scenes)]))
-
-
-def oracle_on_clean(n: int = 300) -> dict:
-    found, right = [], []
-    for s in W.scenes("heldout", n):
-        d = oracle.detect(s.image, world=W)
-        found += [d[l] >= oracle.THRESHOLD for l in s.labels]
-        right += [(d[l] >= oracle.THRESHOLD) == (l in s.labels) for l in W.labels]
-    return dict(scenes=n, objects_found=float(np.mean(found)), answers_right=float(np.mean(right)))
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     folder = Path(argv[0] if argv else ".toy_runs/v2/out")
@@ -92,13 +54,14 @@ def main(argv=None):
     results = dict(model=str(folder), training=json.loads((folder / "toy-shapes" / "TRAINING.json").read_text()),
                    threads=torch.get_num_threads())
     t0 = time.time()
-    for name, part in (("oracle", lambda: oracle_on_clean()),
+    for name, part in (("oracle", lambda: toy_quality.oracle_accuracy(model, world=W)),
                        ("removal", lambda: inversions.removal(model)["ddim"]),
                        ("context", lambda: inversions.context(model, world=W)["ddim"]),
                        ("weak_monotone", lambda: weak_monotone(model)),
-                       ("prompts_found", lambda: prompts_found(model)),
-                       ("round_trip", lambda: round_trip(model)),
-                       ("clip_zero_shot", lambda: clip_zero_shot(clip))):
+                       ("prompts_found", lambda: toy_quality.generation(model, world=W)),
+                       ("round_trip", lambda: toy_quality.reconstruction(model, world=W)),
+                       ("clip_zero_shot", lambda: toy_quality.clip_zero_shot(clip, world=W, figure=None)),
+                       ("speed", lambda: toy_quality.seconds_per_generation(model))):
         results[name] = part()
         print(name, json.dumps(results[name]), f"({time.time() - t0:.0f} s)", flush=True)
         OUT.mkdir(exist_ok=True)

@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from conceptlab import baselines
 from conceptlab.worlds import shapes
