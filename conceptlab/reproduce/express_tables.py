@@ -48,7 +48,7 @@ class Localization(Experiment):
 
     def __init__(self):
         super().__init__(name="localization", paper="ConceptExpress Table 3 (unsupervised concept localization)",
-                         settings_keys=("n", "n_max"),
+                         settings_keys=("n_max",),
                          paper_table={k: dict(iou=a, recall=b, precision=c) for k, (a, b, c) in LOCALIZATION_PAPER.items()})
 
     def add_arguments(self, p):
@@ -115,7 +115,7 @@ class ConceptTokens(Experiment):
 
     def __init__(self):
         super().__init__(name="concept-tokens", paper="ConceptExpress Table 1 (concept tokens: SIM and ACC)",
-                         settings_keys=("n", "token_steps", "gen", "gen_steps", "clip"), paper_table=TOKENS_PAPER)
+                         settings_keys=("token_steps", "gen", "gen_steps", "clip"), paper_table=TOKENS_PAPER)
 
     def add_arguments(self, p):
         p.add_argument("--n", type=int, default=None, help="toy scenes with 2-3 objects (default 20)")

@@ -7,8 +7,10 @@ runner does the rest, the same for all five:
 
 1. Processes. accelerate's `PartialState`: one process with `python -m`, K with `accelerate launch` or
    `torchrun`. On a CPU the processes talk over gloo and share the cores (each gets cores / K threads).
-2. The folder (`--out`). `settings.json` holds what decides a result (experiment, model, data, seed, steps,
-   ...). A rerun with other settings into the same folder is refused: it would mix two runs in one table.
+2. The folder (`--out`). `settings.json` holds what decides an item's result (experiment, model and its
+   revision, data, seed, steps, ...). A rerun with other settings into the same folder is refused: it would mix
+   two runs in one table. How many items (`--limit`, `--n`) is not a setting: a quick look with `--limit 8`
+   grows into the whole run in the same folder, its 8 items read back.
 3. Items. The experiment lists every item (deterministic, each with a stable `id`); the ones whose row is
    already in `rows-*.jsonl` are finished and skipped. The rest are split between the processes in order.
 4. Each item runs alone, with its own seed (`--seed` + its index), never batched with its neighbours: its
@@ -285,8 +287,7 @@ def run(experiment: Experiment, args) -> list[dict] | None:
     rank, world = state.process_index, state.num_processes
     # 2. The folder and its settings
     out = Path(args.out)
-    settings = dict(experiment=experiment.name, model=args.model, data=args.data, seed=args.seed,
-                    limit=args.limit, dtype=args.dtype,
+    settings = dict(experiment=experiment.name, model=args.model, data=args.data, seed=args.seed, dtype=args.dtype,
                     **{k: getattr(args, k) for k in experiment.settings_keys})
     settings["revisions"] = {settings[k]: revision(settings[k]) for k in ("model", "clip", "detector", "clap")
                              if isinstance(settings.get(k), str)}
@@ -325,7 +326,7 @@ def run(experiment: Experiment, args) -> list[dict] | None:
     # 5. Merge
     if not state.is_main_process:
         return None
-    invocation = dict(processes=world, found_finished=len(items) - len(todo), computed=len(todo),
+    invocation = dict(processes=world, items=len(items), found_finished=len(items) - len(todo), computed=len(todo),
                       seconds=round(time.time() - t0, 1), started=time.strftime("%Y-%m-%dT%H:%M:%S"),
                       command=" ".join(sys.argv))
     print(f"{invocation['found_finished']} items were finished before; {invocation['computed']} computed now")

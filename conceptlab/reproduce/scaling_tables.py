@@ -84,7 +84,7 @@ class Removal(Experiment):
 
     def __init__(self):
         super().__init__(name="removal", paper="ScalingConcept Fig. 3 (removal with the null prompt)",
-                         settings_keys=("steps", "n", "detector", "inversion", "clip"),
+                         settings_keys=("steps", "detector", "inversion", "clip"),
                          paper_table={"omega 0 (\"\"), COCO, Grounding DINO": {"removed": 0.80}},
                          cost="An item: one inversion, then omega 0 and 1 sampled together in one batch (and on "
                               "the toy world the A.5 branch). " + AUTHORS_COST)
@@ -216,7 +216,7 @@ class SoundRemoval(Experiment):
 
     def __init__(self):
         super().__init__(name="sound-removal", paper="ScalingConcept Fig. 3 (audio: removal with the null prompt)",
-                         default_model="toy-sounds", settings_keys=("steps", "n", "clap", "inversion", "omegas",
+                         default_model="toy-sounds", settings_keys=("steps", "clap", "inversion", "omegas",
                                                                     "forward"),
                          cost="An item: one inversion, then every omega and the omega 1 control sampled together in "
                               "one batch. " + AUTHORS_COST)
