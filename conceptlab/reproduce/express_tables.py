@@ -189,7 +189,8 @@ class ConceptTokens(Experiment):
                 labels.append(r["labels"])
             scores = metrics.concept_scores(clip, sources, per_concept, composed, labels)
             line = dict(method=name, items=len(rows), **{k: float(v) for k, v in scores.items()})
-            if rows[0]["toy"]:
-                line["present"] = float(np.mean([r["methods"][name]["present"] for r in rows]))
+            if rows[0]["toy"]:          # pooled over every generation (each concept has --gen of them)
+                weights = [len(r["labels"]) for r in rows]
+                line["present"] = float(np.average([r["methods"][name]["present"] for r in rows], weights=weights))
             lines.append(line)
         return lines
