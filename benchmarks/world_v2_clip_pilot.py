@@ -42,6 +42,7 @@ def main():
     sub = dict(images=data["images"][idx], labels=[data["labels"][i] for i in idx],
                backgrounds=[data["backgrounds"][i] for i in idx])
     work = Path(f".toy_runs/clip_pilot/{args.arm}-{args.steps}")
+    work.mkdir(parents=True, exist_ok=True)
     opts = SimpleNamespace(seed=0, clip_lr=1e-3, clip_steps=args.steps, clip_batch=128)
     t0 = time.time()
     model, tok = train.train_clip(sub, opts, work)
