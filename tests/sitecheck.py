@@ -174,6 +174,18 @@ def open_toggles(driver, page: str, report: Report) -> int:
     return opened
 
 
+def loaded(driver, seconds: float = 10.0) -> bool:
+    """Has the page finished loading (readyState complete, a title)? Polled for a few seconds: right after a
+    resize or a search, Chromium sometimes answers `get` before the new document is complete."""
+    deadline = time.time() + seconds
+    while True:
+        if driver.execute_script("return document.readyState") == "complete" and driver.title:
+            return True
+        if time.time() > deadline:
+            return False
+        time.sleep(0.1)
+
+
 def check_site(root: Path, screens: Path | None = None, notebook_dirs: tuple[str, ...] = ("notebooks/",),
                search_word: str | None = "omega", need_toggles: bool = True) -> Report:
     root = Path(root)
@@ -187,7 +199,7 @@ def check_site(root: Path, screens: Path | None = None, notebook_dirs: tuple[str
             report.pages.append(page)
             driver.set_window_size(*DESKTOP)
             driver.get(server.url + page)
-            if driver.execute_script("return document.readyState") != "complete" or not driver.title:
+            if not loaded(driver):
                 report.add(page, "did not load")
             console_errors(driver, server.url, page, report)
             check_links_and_images(driver, server.url, page, report, cache, anchors)
