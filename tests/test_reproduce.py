@@ -186,9 +186,9 @@ def sound_folder(out: Path) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name, shape", [(name, shape) for name in ("removal", "weakconcept10", "localization",
-                                                                     "concept-tokens") for shape in ("sd21", "sdxl")]
-                         + [("sound-removal", "audioldm2")])
+@pytest.mark.parametrize("name, shape", [(name, shape) for name in ("removal", "weakconcept10", "localization")
+                                         for shape in ("sd21", "sdxl")]
+                         + [("concept-tokens", "sd21"), ("sound-removal", "audioldm2")])
 def test_every_experiment_runs_on_a_random_weight_pipeline_of_a_real_shape(name, shape, real, tmp_path):
     judges = {"removal": ["--detector", real["owlv2"]],
               "weakconcept10": ["--clip", real["clip"], "--lpips", real["lpips"], "--per-class", "1"],
@@ -204,6 +204,12 @@ def test_every_experiment_runs_on_a_random_weight_pipeline_of_a_real_shape(name,
     if name == "removal":            # 2 inversion steps, then omega 0 and 1 in one batch: 2 calls (no A.5 branch)
         making = run["unet_calls_per_item_making_inputs"]             # the model's own picture, 25 steps
         assert making == 25 and run["unet_calls_per_item"] - making == 4
+
+
+def test_concept_tokens_refuses_sdxl_at_the_door(real, tmp_path):
+    with pytest.raises(SystemExit, match="SD 1.x/2.x-family.*is sdxl"):
+        main(["concept-tokens", "--model", real["sdxl"], "--limit", "1", "--out", str(tmp_path / "run")])
+    assert not (tmp_path / "run" / "rows-0.jsonl").exists() or not (tmp_path / "run" / "rows-0.jsonl").read_text()
 
 
 def test_every_experiment_is_tested():

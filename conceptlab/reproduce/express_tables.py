@@ -126,7 +126,12 @@ class ConceptTokens(Experiment):
                        "openai/clip-vit-base-patch32)")
 
     def open(self, args, device):
-        return dict(model=load_model(args, device), args=args)
+        model = load_model(args, device)
+        if model.kind != "sd":             # refused here, before any item runs (learn_tokens refuses too)
+            raise SystemExit(f"concept-tokens learns tokens on SD 1.x/2.x-family models (one text encoder); "
+                             f"{args.model} is {model.kind}: use an SD 1.x/2.x checkpoint (the paper's is "
+                             f"stabilityai/stable-diffusion-2-1-base) or the embedded toy-shapes")
+        return dict(model=model, args=args)
 
     def items(self, ctx, args):
         return mask_items(args, 20, start=300)          # held-out scenes from 300: apart from localization's
