@@ -309,7 +309,6 @@ def run(experiment: Experiment, args) -> list[dict] | None:
     # 4. Split the rest and run, one item at a time
     t0 = time.time()
     writer = RowWriter(out / f"rows-{rank}.jsonl")
-    computed = 0
     with state.split_between_processes(todo) as mine:
         bar = progress(mine, rank, world, experiment.name)
         for item in bar:
@@ -321,7 +320,6 @@ def run(experiment: Experiment, args) -> list[dict] | None:
                 row = experiment.run_item(ctx, item, seed, files)
             writer.write(dict(id=item["id"], **row, unet_calls=count["calls"],
                               seconds=round(time.perf_counter() - started, 3), rank=rank))
-            computed += 1
     state.wait_for_everyone()
     # 5. Merge
     if not state.is_main_process:
