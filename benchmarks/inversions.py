@@ -61,7 +61,7 @@ def removal(model, n: int = 120) -> dict:
     return out
 
 
-def context(model, n: int = 40, omega: float = 5.0, world: shapes.World = shapes.V1) -> dict:
+def context(model, n: int = 40, omega: float = 5.0, world: shapes.World = shapes.WORLD) -> dict:
     scenes = [s for s in world.scenes("heldout", 10 * n) if len(s.labels) == 2][:n]
     prompts = [phrase(s.labels[0]) for s in scenes]
     out = {"scenes": n, "omega": omega}

@@ -32,7 +32,7 @@ def as_tensor(s) -> torch.Tensor:
     return to_tensor(s.image)
 
 
-def oracle_accuracy(model, n=300, world: shapes.World = shapes.V1):
+def oracle_accuracy(model, n=300, world: shapes.World = shapes.WORLD):
     """Yes/no accuracy over all the world's labels on clean held-out scenes and on their VAE reconstructions."""
     sc = world.scenes("heldout", n)
     decoded = model.decode(model.encode(torch.cat([as_tensor(s) for s in sc])))
@@ -49,7 +49,7 @@ def oracle_accuracy(model, n=300, world: shapes.World = shapes.V1):
     return out
 
 
-def generation(model, n=204, guidance=5.0, steps=50, batch=51, world: shapes.World = shapes.V1):
+def generation(model, n=204, guidance=5.0, steps=50, batch=51, world: shapes.World = shapes.WORLD):
     """Share of samples in which the oracle finds the named object (one-object prompts) or both objects; every
     other prompt names a background."""
     rng = np.random.default_rng(0)
@@ -78,7 +78,7 @@ def generation(model, n=204, guidance=5.0, steps=50, batch=51, world: shapes.Wor
     return out
 
 
-def reconstruction(model, n=50, steps=50, world: shapes.World = shapes.V1):
+def reconstruction(model, n=50, steps=50, world: shapes.World = shapes.WORLD):
     """DDIM inversion with the caption, then sampling back with it; PSNR against the input, and the VAE's own."""
     inv_psnr, vae_psnr = [], []
     for s in world.scenes("heldout", n):
@@ -89,7 +89,7 @@ def reconstruction(model, n=50, steps=50, world: shapes.World = shapes.V1):
     return dict(inversion_psnr=float(np.mean(inv_psnr)), vae_psnr=float(np.mean(vae_psnr)), scenes=n, steps=steps)
 
 
-def clip_zero_shot(clip, n=600, world: shapes.World = shapes.V1, figure: Path | None = OUT / "toy_clip_confusion.png"):
+def clip_zero_shot(clip, n=600, world: shapes.World = shapes.WORLD, figure: Path | None = OUT / "toy_clip_confusion.png"):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

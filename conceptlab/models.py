@@ -157,7 +157,8 @@ class Model:
     """The face over one diffusers pipeline (SD 1.x/2.x, SDXL, AudioLDM 2, or toy-sounds' spectrogram SD).
     Build it with `conceptlab.load`. `audio` is None for image models; for sound models it is an AudioFrontEnd."""
 
-    def __init__(self, pipe, name: str, toy: bool = False, audio=None, random_weights: bool = False):
+    def __init__(self, pipe, name: str, toy: bool = False, audio=None, random_weights: bool = False,
+                 training: dict | None = None):
         from diffusers import AudioLDM2Pipeline, DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline
 
         if isinstance(pipe, StableDiffusionXLPipeline):
@@ -181,6 +182,7 @@ class Model:
             audio = AudioFrontEnd.for_audioldm2(pipe)
         self.pipe, self.name, self.toy, self.audio = pipe, name, toy, audio    # toy: embedded, closed vocabulary
         self.random_weights = random_weights             # a random-weight pipeline of a real shape (tests, CI)
+        self.training = training                         # an embedded model's recipe (TRAINING.json), else None
         for part in pipe.components.values():            # a pipeline built in code is in train mode: no dropout here
             if isinstance(part, torch.nn.Module):
                 part.eval()
@@ -519,12 +521,13 @@ def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: to
         pipe.vae.to(torch.float32)
     # 5. The embedded models' own front ends
     recipe = Path(path, "TRAINING.json")              # written by conceptlab.toy.train
-    toy = recipe.exists()
+    training = json.loads(recipe.read_text()) if recipe.exists() else None
     front = None
-    if toy and "audio" in (meta := json.loads(recipe.read_text())):      # toy-sounds: a spectrogram model
+    if training is not None and "audio" in training:                     # toy-sounds: a spectrogram model
         from .audio import AudioFrontEnd
-        front = AudioFrontEnd.for_toy(**meta["audio"])
-    return Model(pipe, str(name), toy=toy, audio=front, random_weights=has_random_weights(path))
+        front = AudioFrontEnd.for_toy(**training["audio"])
+    return Model(pipe, str(name), toy=training is not None, audio=front, random_weights=has_random_weights(path),
+                 training=training)
 
 
 def check_folder(path: str, local: bool):

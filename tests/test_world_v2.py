@@ -1,4 +1,4 @@
-"""World v2 (issue 28): empty train scenes, objects that touch and overlap with masks of what is visible, 20 kinds,
+"""World v2 (issue 28): empty train scenes, objects that touch and overlap with masks of what is visible, 15 kinds,
 size words, alt-text captions; the oracle reads it."""
 import numpy as np
 import pytest
@@ -15,8 +15,9 @@ def test_v1_is_unchanged_by_the_world_object():
         assert a.labels == b.labels and np.array_equal(a.image, b.image)
 
 
-def test_v2_has_twenty_kinds_and_fixed_splits():
-    assert len(V2.labels) == 20 and set(V1.labels) < set(V2.labels)
+def test_v2_has_fifteen_kinds_and_fixed_splits():
+    assert len(V2.labels) == 15 and set(V1.labels) < set(V2.labels)
+    assert V2.shapes == V1.shapes and "purple" in V2.colours
     a, b = V2.scene("heldout", 7), V2.scene("heldout", 7)
     assert np.array_equal(a.image, b.image)
     assert not np.array_equal(V2.scene("train", 7).image, a.image)
@@ -59,18 +60,22 @@ def test_mask_of_a_hidden_part_follows_the_painting_order():
 
 
 def test_size_words_and_alt_text_captions():
-    small, big = (shapes.ShapeObject("circle", "red", 0, 0, r) for r in (3.8, 7.5))
+    small, big = (shapes.ShapeObject("circle", "red", 0, 0, r) for r in (4.2, 7.5))
     assert shapes.size_word(small) == "small" and shapes.size_word(big) == "big"
     assert shapes.size_word(shapes.ShapeObject("circle", "red", 0, 0, 5.5)) is None
     assert shapes.caption_for([small, big], "sand", [True, False]) == "a small red circle and a red circle on sand"
+    sizes = [o.r for s in V2.scenes("heldout", 300) for o in s.objects]
+    said = [shapes.size_word(shapes.ShapeObject("circle", "red", 0, 0, r)) for r in sizes]
+    shares = {w: said.count(w) / len(said) for w in ("small", "big", None)}
+    assert min(shares.values()) > 0.1 and shares[None] > 0.3           # both words are said, most are middling
     rng = np.random.default_rng(0)
-    labels, radii = ["red circle", "blue square", "black diamond"], [3.8, 5.5, 7.5]
+    labels, radii = ["red circle", "blue square", "black triangle"], [4.2, 5.5, 7.5]
     named = [train.alt_text_caption(labels, radii, "sky", rng)[1] for _ in range(2000)]
     every = np.mean([len(k) == 3 for k in named])
     proper = np.mean([0 < len(k) < 3 for k in named])
     assert 0.2 < every < 0.3 and proper > 0.5                # most captions name a proper subset, as alt text does
     caps = [train.alt_text_caption(labels, radii, "sky", rng)[0] for _ in range(500)]
-    assert any("small red circle" in c for c in caps) and any("big black diamond" in c for c in caps)
+    assert any("small red circle" in c for c in caps) and any("big black triangle" in c for c in caps)
     assert not any("small blue" in c or "big blue" in c for c in caps)   # a middling object is never sized
 
 
@@ -89,9 +94,30 @@ def test_the_oracle_reads_v2_scenes():
         found += sum(d[l] >= 0.5 for l in s.labels)
         total += len(s.labels)
         false += sum(d[l] >= 0.5 for l in V2.labels if l not in s.labels)
-    assert found / total >= 0.95 and false / (120 * 20 - total) <= 0.01
+    assert found / total >= 0.95 and false / (120 * len(V2.labels) - total) <= 0.01
     with pytest.raises(ValueError, match="purple"):
         oracle.presence(V2.scene("heldout", 0).image, "purple circle")          # v1 has no purple
-    diamond = shapes.render("grass", [shapes.ShapeObject("diamond", "purple", 16, 16, 6)])[0]
-    assert oracle.is_present(diamond, "purple diamond", world=V2)
-    assert not oracle.is_present(diamond, "purple square", world=V2)
+    square = shapes.render("grass", [shapes.ShapeObject("square", "purple", 16, 16, 6)])[0]
+    assert oracle.is_present(square, "purple square", world=V2)
+    assert not oracle.is_present(square, "purple circle", world=V2)
+
+
+def test_the_module_world_is_the_embedded_models():
+    import conceptlab
+
+    model = conceptlab.load("toy-shapes")
+    assert shapes.world_of(model.training) is shapes.WORLD
+    assert shapes.LABELS == shapes.WORLD.labels
+    a, b = shapes.scene("heldout", 3), shapes.WORLD.scene("heldout", 3)
+    assert np.array_equal(a.image, b.image)
+    assert shapes.weak_scene(5).labels[0] in shapes.WORLD.labels
+
+
+def test_world_of_a_recipe():
+    assert shapes.world_of({"world_version": 2}) is V2 and shapes.world_of({"seed": 0}) is V1   # before v2: v1
+    with pytest.raises(ValueError, match="no training recipe"):
+        shapes.world_of(None)
+    with pytest.raises(ValueError, match="v9"):
+        shapes.world_of({"world_version": 9})
+    with pytest.raises(ValueError, match="one object"):
+        V2.scene("weak", 0, n_objects=2)

@@ -77,7 +77,7 @@ class ConceptTokens:
         with torch.no_grad():
             enc.get_input_embeddings().weight[ids] = self.embeddings.to(enc.dtype)
         return Model(_replace(model.pipe, tokenizer=tok, text_encoder=enc), f"{model.name}+{len(self.tokens)} tokens",
-                     toy=model.toy)
+                     toy=model.toy, audio=model.audio, random_weights=model.random_weights, training=model.training)
 
     def save(self, folder) -> list[Path]:
         """One safetensors file per token, {token: embedding (D,)}: the format diffusers'

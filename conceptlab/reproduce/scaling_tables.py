@@ -32,17 +32,6 @@ def load_model(args, device):
     return conceptlab.load(args.model, device=device, dtype=args.dtype)
 
 
-def toy_world(model) -> shapes.World:
-    """The shapes world a toy model was trained on: its TRAINING.json's world_version (v1 where it says none)."""
-    import json
-
-    from ..models import EMBEDDED_NAMES, resolve
-
-    path, _ = resolve(model.name, EMBEDDED_NAMES)
-    meta = json.loads((Path(path) / "TRAINING.json").read_text())
-    return shapes.V2 if meta.get("world_version") == 2 else shapes.V1
-
-
 def presence_judge(ctx):
     """-> presence(image, label) -> (score, present): the toy world's oracle, else the detector."""
     if ctx["detector"] is None:
@@ -105,7 +94,7 @@ class Removal(Experiment):
         if model.tier != "toy":
             from ..detect import load_detector
             detector = load_detector(args.detector, device=str(device))
-        world = toy_world(model) if model.tier == "toy" else None
+        world = shapes.world_of(model.training) if model.tier == "toy" else None
         clip = args.clip or ("toy-clip" if model.tier == "toy" else None)
         if clip:
             import conceptlab

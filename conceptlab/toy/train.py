@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import hashlib
 import json
 import math
 import sys
@@ -52,7 +53,8 @@ WEIGHTS = Path(__file__).parent / "weights"
 def world_data(n: int, workdir: Path, world: shapes.World = shapes.V1) -> dict:
     """The first n train scenes of a world version: uint8 images (n, 3, 32, 32), object labels, half-sizes,
     backgrounds, and object maps uint8 (n, 32, 32) (0: background, k: where the k-th object is visible)."""
-    cache = workdir / (f"train_{n}_v2.npz" if world.version == 1 else f"train_{n}_world{world.version}.npz")
+    digest = hashlib.sha256(repr(world).encode()).hexdigest()[:8]       # a changed world never reads a stale cache
+    cache = workdir / (f"train_{n}_v2.npz" if world.version == 1 else f"train_{n}_world{world.version}-{digest}.npz")
     if cache.exists():
         z = np.load(cache, allow_pickle=False)
         return dict(images=z["images"], labels=[l.split("|") if l else [] for l in z["labels"]],
@@ -528,7 +530,7 @@ def main(argv=None):
     args.command = command
     t0 = time.time()
     if args.world == "shapes":
-        data = world_data(args.scenes, args.workdir, shapes.V2 if args.world_version == 2 else shapes.V1)
+        data = world_data(args.scenes, args.workdir, shapes.WORLDS[args.world_version])
         x_all, captions, new_vae, vocab_dir, name = (to_float(data["images"]), shapes_captions(data), nets.vae,
                                                      vocab.VOCAB_DIR, "toy-shapes")
     else:

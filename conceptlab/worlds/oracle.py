@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .shapes import BACKGROUNDS, PALETTE, SIZE, SUPERSAMPLE, V1, World
+from .shapes import BACKGROUNDS, PALETTE, SIZE, SUPERSAMPLE, WORLD, World
 
 THRESHOLD = 0.5
 MIN_AREA = 5          # blobs smaller than this (pixels) are noise
@@ -26,7 +26,7 @@ FULL_AREA = 25        # blobs this large get a full size factor (the smallest no
 
 
 @functools.lru_cache(maxsize=None)
-def palette(world: World = V1) -> np.ndarray:
+def palette(world: World = WORLD) -> np.ndarray:
     """(colours + 9, 3): the world's object colours in its order, then each background's top, bottom and middle."""
     return np.array([PALETTE[c] for c in world.colours]
                     + [c for top, bottom in BACKGROUNDS.values() for c in (top, bottom, np.add(top, bottom) / 2)],
@@ -61,7 +61,7 @@ def at_world_size(a: np.ndarray) -> np.ndarray:
     return np.asarray(im, dtype=np.float32)
 
 
-def colour_map(image, world: World = V1) -> np.ndarray:
+def colour_map(image, world: World = WORLD) -> np.ndarray:
     """(32, 32) int: index into `palette(world)` of each pixel's nearest colour (the first are object colours)."""
     a = at_world_size(as_array(image))
     d = ((a[:, :, None, :] - palette(world)[None, None]) ** 2).sum(-1)
@@ -85,7 +85,7 @@ def _template(shape: str, top: int, bottom: int, left: int, right: int, h: int, 
     return fine.astype(np.float32).reshape(h, SUPERSAMPLE, w, SUPERSAMPLE).mean(axis=(1, 3))
 
 
-def blobs(image, colour: str, world: World = V1) -> list[dict]:
+def blobs(image, colour: str, world: World = WORLD) -> list[dict]:
     """The connected blobs of one colour, each with its area, box and per-shape template IoU."""
     if colour not in world.colours:
         raise ValueError(f"unknown colour {colour!r}; the shapes world has {world.colours}")
@@ -109,7 +109,7 @@ def blobs(image, colour: str, world: World = V1) -> list[dict]:
     return out
 
 
-def best_blob(image, label: str, world: World = V1) -> tuple[float, dict | None]:
+def best_blob(image, label: str, world: World = WORLD) -> tuple[float, dict | None]:
     """The blob of `label`'s colour that looks most like `label`: (its presence score, the blob as `blobs` gives
     it), or (0.0, None) when there is no blob of that colour."""
     label = _check_label(label, world)
@@ -123,22 +123,22 @@ def best_blob(image, label: str, world: World = V1) -> tuple[float, dict | None]
     return max(scored, key=lambda sb: sb[0], default=(0.0, None))
 
 
-def presence(image, label: str, world: World = V1) -> float:
+def presence(image, label: str, world: World = WORLD) -> float:
     """How present the object `label` ("red circle", or "a red circle") is in `image`: a score in [0, 1]."""
     return best_blob(image, label, world)[0]
 
 
-def is_present(image, label: str, threshold: float = THRESHOLD, world: World = V1) -> bool:
+def is_present(image, label: str, threshold: float = THRESHOLD, world: World = WORLD) -> bool:
     """Yes/no: is `label` in the image? (presence >= threshold)."""
     return presence(image, label, world) >= threshold
 
 
-def detect(image, world: World = V1) -> dict[str, float]:
-    """Presence of every one of the world's labels (12 in v1): {label: score}."""
+def detect(image, world: World = WORLD) -> dict[str, float]:
+    """Presence of every one of the world's labels: {label: score}."""
     return {lab: presence(image, lab, world) for lab in world.labels}
 
 
-def clean_erase(image, mask, min_overlap: float = 0.25, world: World = V1) -> bool:
+def clean_erase(image, mask, min_overlap: float = 0.25, world: World = WORLD) -> bool:
     """After removing an object: True when no object-coloured blob of any colour covers at least
     `min_overlap` of the old object's mask (bool (32, 32)): the place went back to background rather
     than holding some new object."""
@@ -154,7 +154,7 @@ def clean_erase(image, mask, min_overlap: float = 0.25, world: World = V1) -> bo
     return True
 
 
-def _check_label(label: str, world: World = V1) -> str:
+def _check_label(label: str, world: World = WORLD) -> str:
     if not isinstance(label, str):
         raise TypeError(f"label must be a string like 'red circle', got {type(label).__name__}")
     text = label.strip().lower()

@@ -30,7 +30,6 @@ BACKGROUNDS = {                # (top colour, bottom colour): a soft vertical gr
     "grass": ((90, 170, 75), (60, 135, 50)),
     "sand": ((230, 205, 160), (205, 180, 135)),
 }
-LABELS = tuple(f"{c} {s}" for c in COLOURS for s in SHAPES)   # the 12 object classes
 # World v2 (issue 28, being trained; the shipped models know v1): one colour and one shape more.
 SHAPES_V2 = SHAPES + ("diamond",)
 COLOURS_V2 = {**COLOURS, "purple": (150, 60, 190)}
@@ -199,36 +198,36 @@ def _place(rng, n: int, margin: float = 1.0, tries: int = 100) -> list[tuple[flo
 
 
 def random_scene(rng: np.random.Generator, n_objects: int | None = None) -> Scene:
-    """A random scene with 1-3 distinct objects (no two with the same label)."""
+    """A random world-v1 scene with 1-3 distinct objects (no two with the same label), apart from each other."""
     n = int(rng.integers(1, 4)) if n_objects is None else n_objects
     if not 1 <= n <= 3:
         raise ValueError(f"a scene has 1 to 3 objects, got {n}")
     background = str(rng.choice(list(BACKGROUNDS)))
-    labels = rng.choice(len(LABELS), size=n, replace=False)
+    kinds = V1.labels
+    labels = rng.choice(len(kinds), size=n, replace=False)
     objects = []
     for k, (cx, cy, r) in zip(labels, _place(rng, n)):
-        colour, shape = LABELS[k].split()
+        colour, shape = kinds[k].split()
         objects.append(ShapeObject(shape, colour, float(cx), float(cy), float(r)))
     image, masks = render(background, objects)
     return Scene(background, objects, image, masks)
 
 
 def scene(split: str, index: int, n_objects: int | None = None) -> Scene:
-    """Scene number `index` of a fixed split ("train" or "heldout"): the same on every machine."""
-    if split == "weak":
-        return weak_scene(index)
-    return random_scene(_rng(split, index), n_objects)
+    """Scene number `index` of a fixed split ("train", "heldout" or "weak") of the embedded model's world
+    (`WORLD`): the same on every machine."""
+    return WORLD.scene(split, index, n_objects)
 
 
 def scenes(split: str, n: int, start: int = 0, n_objects: int | None = None) -> list[Scene]:
-    """Scenes start..start+n-1 of a split."""
-    return [scene(split, i, n_objects) for i in range(start, start + n)]
+    """Scenes start..start+n-1 of a split of `WORLD`."""
+    return WORLD.scenes(split, n, start, n_objects)
 
 
 WEAKNESSES = ("faded", "partial", "low-contrast", "small")
 
 
-def weak_scene(index: int, weakness: str | None = None) -> Scene:
+def weak_scene(index: int, weakness: str | None = None, world: "World | None" = None) -> Scene:
     """The toy analog of WeakConcept-10: one object rendered weakly, captioned by its phrase alone.
 
     faded: painted at 35-55% opacity over the background; low-contrast: at 25-40% opacity (its colour
@@ -240,7 +239,8 @@ def weak_scene(index: int, weakness: str | None = None) -> Scene:
     if weakness not in WEAKNESSES:
         raise ValueError(f"unknown weakness {weakness!r}; expected one of {WEAKNESSES}")
     background = str(rng.choice(list(BACKGROUNDS)))
-    colour, shape = LABELS[int(rng.integers(len(LABELS)))].split()
+    kinds = (world or WORLD).labels
+    colour, shape = kinds[int(rng.integers(len(kinds)))].split()
     r = float(rng.uniform(5.0, 7.0))
     cx, cy = rng.uniform(10, SIZE - 10, size=2)
     strength = 1.0
@@ -264,7 +264,7 @@ def weak_scene(index: int, weakness: str | None = None) -> Scene:
 class World:
     """A version of the shapes world: its kinds of object and how its scenes are drawn.
 
-    v2 (issue 28) adds, beside v1's 12 kinds on separate places: a colour and a shape more (20 kinds); sizes
+    v2 (issue 28) adds, beside v1's 12 kinds on separate places: a colour more (15 kinds); sizes
     that captions may name (`size_word`); objects that touch or overlap (a later object hides part of an
     earlier one, and the masks say what is visible); and in the train split, scenes with no object at all.
     The splits keep their seeds: v2's scene("heldout", i) is never seen in its training either.
@@ -282,8 +282,13 @@ class World:
         return tuple(f"{c} {s}" for c in self.colours for s in self.shapes)
 
     def scene(self, split: str, index: int, n_objects: int | None = None) -> Scene:
-        if self.version == 1 or split == "weak":
-            return scene(split, index, n_objects)
+        """Scene number `index` of a fixed split ("train", "heldout" or "weak")."""
+        if split == "weak":
+            if n_objects not in (None, 1):
+                raise ValueError(f"a weak scene has one object, got n_objects={n_objects}")
+            return weak_scene(index, world=self)
+        if self.version == 1:
+            return random_scene(_rng(split, index), n_objects)
         return random_scene_v2(_rng(split, index), self, n_objects, empty=self.empty if split == "train" else 0.0)
 
     def scenes(self, split: str, n: int, start: int = 0, n_objects: int | None = None) -> list[Scene]:
@@ -291,8 +296,28 @@ class World:
 
 
 V1 = World(1, tuple(COLOURS), SHAPES)
-V2 = World(2, tuple(COLOURS_V2), SHAPES_V2, radius=(3.5, 8.0), empty=0.15, close=0.3)
-SIZE_WORDS = {"small": 4.5, "big": 6.5}     # half-size below / above which a caption may say it
+# v2 draws v1's three shapes: with the diamond beside the square (benchmarks/world_v2_clip_pilot.py), toy-clip and
+# the UNet trained on v2 learnt colours and not shapes; the renderer and the vocabulary keep the diamond.
+V2 = World(2, tuple(COLOURS_V2), SHAPES, radius=(4.0, 8.0), empty=0.15, close=0.3)
+SIZE_WORDS = {"small": 5.0, "big": 7.0}     # half-size below / above which a caption may say it
+WORLDS = {1: V1, 2: V2}
+# The world the embedded toy-shapes was trained on (its TRAINING.json's world_version): scene(), scenes(), LABELS,
+# the weak scenes and the oracle's default are its. tests/test_world_v2.py checks that the two agree.
+WORLD = V1
+LABELS = WORLD.labels                       # its object classes
+
+
+def world_of(training: dict | None) -> World:
+    """The world a toy model was trained on, from its recipe (Model.training, TRAINING.json): v1 where it names
+    none (a recipe from before world v2). A real model (no recipe) has no shapes world: ValueError."""
+    if training is None:
+        raise ValueError("this model has no training recipe (TRAINING.json): it is not an embedded toy model, so "
+                         "no shapes world is its own; judge its pictures with a detector")
+    version = training.get("world_version", 1)
+    if version not in WORLDS:
+        raise ValueError(f"this toy model was trained on shapes world v{version}; this conceptlab knows "
+                         f"{sorted(WORLDS)}: update conceptlab")
+    return WORLDS[version]
 
 
 def size_word(obj: ShapeObject) -> str | None:
