@@ -34,7 +34,7 @@ W = shapes.V2
 
 
 def weak_monotone(model, n: int = 40, omegas=(0, 0.5, 1, 2, 3, 5)) -> dict:
-    weak = [shapes.weak_scene(i) for i in range(n)]
+    weak = [W.weak_scene(i) for i in range(n)]
     prompts = [f"a {s.labels[0]}" for s in weak]
     invs = inversion.invert(model, [s.image for s in weak], prompts, steps=50)
     edited = scaling.sweep(model, invs, prompts, list(omegas), steps=50)

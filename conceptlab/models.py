@@ -520,14 +520,21 @@ def load(name: str = "toy-shapes", device: str | torch.device = "cpu", dtype: to
     if dt != torch.float32 and isinstance(pipe, StableDiffusionXLPipeline) and pipe.vae.config.get("force_upcast", False):
         pipe.vae.to(torch.float32)
     # 5. The embedded models' own front ends
-    recipe = Path(path, "TRAINING.json")              # written by conceptlab.toy.train
-    training = json.loads(recipe.read_text()) if recipe.exists() else None
+    training = training_recipe(path)
     front = None
     if training is not None and "audio" in training:                     # toy-sounds: a spectrogram model
         from .audio import AudioFrontEnd
         front = AudioFrontEnd.for_toy(**training["audio"])
     return Model(pipe, str(name), toy=training is not None, audio=front, random_weights=has_random_weights(path),
                  training=training)
+
+
+def training_recipe(name: str) -> dict | None:
+    """An embedded model's recipe, the TRAINING.json conceptlab.toy.train writes, by name or folder without
+    loading the model; None for any other model."""
+    path, local = resolve(name, EMBEDDED_NAMES)
+    recipe = Path(path, "TRAINING.json")
+    return json.loads(recipe.read_text()) if local and recipe.exists() else None
 
 
 def check_folder(path: str, local: bool):

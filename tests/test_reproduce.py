@@ -214,3 +214,13 @@ def test_concept_tokens_refuses_sdxl_at_the_door(real, tmp_path):
 
 def test_every_experiment_is_tested():
     assert set(EXPERIMENTS) == set(TOY) | {"removal"}
+
+
+def test_a_run_takes_the_scenes_of_its_models_world():
+    from conceptlab.reproduce.data import scene_world, toy_scene_items
+    from conceptlab.worlds import shapes
+
+    assert scene_world({"world_version": 2}) is shapes.V2 and scene_world({"seed": 0}) is shapes.V1
+    assert scene_world(None) is shapes.WORLD and scene_world({"world": "sounds"}) is shapes.WORLD
+    items = toy_scene_items(30, min_objects=2, world=shapes.V2)
+    assert all(len(shapes.V2.scene("heldout", it["index"]).labels) >= 2 for it in items)

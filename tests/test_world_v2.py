@@ -107,6 +107,9 @@ def test_the_module_world_is_the_embedded_models():
 
     model = conceptlab.load("toy-shapes")
     assert shapes.world_of(model.training) is shapes.WORLD
+    assert conceptlab.models.training_recipe("toy-shapes") == model.training
+    with pytest.raises(ValueError, match="toy-sounds"):
+        shapes.world_of(conceptlab.models.training_recipe("toy-sounds"))
     assert shapes.LABELS == shapes.WORLD.labels
     a, b = shapes.scene("heldout", 3), shapes.WORLD.scene("heldout", 3)
     assert np.array_equal(a.image, b.image)

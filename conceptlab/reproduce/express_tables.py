@@ -14,8 +14,8 @@ import torch
 from .. import course, express, metrics
 from ..express.evaluate import compare, concepts_from_masks
 from ..images import to_pil, to_tensor
-from ..worlds import oracle, shapes
-from .data import read_masks, toy_scene_items, with_masks
+from ..worlds import oracle
+from .data import read_masks, scene_world, toy_scene_items, with_masks
 from .runner import Experiment, bar_figure
 from .scaling_tables import load_model
 
@@ -26,7 +26,7 @@ LOCALIZATION_PAPER = {"k-means 4": (52.8, 70.3, 92.7), "k-means 7": (47.6, 95.7,
 def scene_of(model, item: dict):
     """The item's image and masks at the model's size (a shapes Scene on a toy model)."""
     if "index" in item:
-        return course.at_model_size(shapes.scene("heldout", item["index"]), model)
+        return course.at_model_size(scene_world(model.training).scene("heldout", item["index"]), model)
     from PIL import Image
 
     original = np.asarray(Image.open(item["path"]).convert("RGB"))
@@ -36,8 +36,10 @@ def scene_of(model, item: dict):
     return course.Subject(image, "", whole.labels, item["path"], course.at_model_size(whole, model).masks)  # masks alike
 
 
-def mask_items(args, default_n: int, start: int = 0) -> list[dict]:
-    return with_masks(args.data) if args.data else toy_scene_items(args.n or default_n, min_objects=2, start=start)
+def mask_items(args, model, default_n: int, start: int = 0) -> list[dict]:
+    if args.data:
+        return with_masks(args.data)
+    return toy_scene_items(args.n or default_n, min_objects=2, start=start, world=scene_world(model.training))
 
 
 # ------------------------------------------------------------------------------------------- localization
@@ -59,7 +61,7 @@ class Localization(Experiment):
         return dict(model=load_model(args, device), n_max=args.n_max)
 
     def items(self, ctx, args):
-        return mask_items(args, 120)
+        return mask_items(args, ctx["model"], 120)
 
     def run_item(self, ctx, item, seed, files):
         s = scene_of(ctx["model"], item)
@@ -134,7 +136,7 @@ class ConceptTokens(Experiment):
         return dict(model=model, args=args)
 
     def items(self, ctx, args):
-        return mask_items(args, 20, start=300)          # held-out scenes from 300: apart from localization's
+        return mask_items(args, ctx["model"], 20, start=300)          # held-out scenes from 300: apart from localization's
 
     def run_item(self, ctx, item, seed, files):
         model, args = ctx["model"], ctx["args"]

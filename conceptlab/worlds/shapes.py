@@ -286,13 +286,17 @@ class World:
         if split == "weak":
             if n_objects not in (None, 1):
                 raise ValueError(f"a weak scene has one object, got n_objects={n_objects}")
-            return weak_scene(index, world=self)
+            return self.weak_scene(index)
         if self.version == 1:
             return random_scene(_rng(split, index), n_objects)
         return random_scene_v2(_rng(split, index), self, n_objects, empty=self.empty if split == "train" else 0.0)
 
     def scenes(self, split: str, n: int, start: int = 0, n_objects: int | None = None) -> list[Scene]:
         return [self.scene(split, i, n_objects) for i in range(start, start + n)]
+
+    def weak_scene(self, index: int, weakness: str | None = None) -> Scene:
+        """Weak scene number `index` (see the module's weak_scene), of this world's kinds."""
+        return weak_scene(index, weakness, world=self)
 
 
 V1 = World(1, tuple(COLOURS), SHAPES)
@@ -313,6 +317,8 @@ def world_of(training: dict | None) -> World:
     if training is None:
         raise ValueError("this model has no training recipe (TRAINING.json): it is not an embedded toy model, so "
                          "no shapes world is its own; judge its pictures with a detector")
+    if training.get("world") == "sounds":
+        raise ValueError("this is a toy-sounds model: it knows the sounds world, not a shapes world")
     version = training.get("world_version", 1)
     if version not in WORLDS:
         raise ValueError(f"this toy model was trained on shapes world v{version}; this conceptlab knows "
