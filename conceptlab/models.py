@@ -537,6 +537,33 @@ def training_recipe(name: str) -> dict | None:
     return json.loads(recipe.read_text()) if local and recipe.exists() else None
 
 
+def weights_revision(name: str | None) -> str | None:
+    """What identifies the weights behind a model name (so that rows made by other weights, the embedded model
+    retrained or another snapshot, can be told apart): for a folder (the embedded models included) a digest of
+    its weight files (names, sizes, first MiB); for a hub id the cached snapshot's commit; else None."""
+    import hashlib
+
+    if not name:
+        return None
+    try:
+        path, local = resolve(name, EMBEDDED_NAMES + ("toy-clip",))
+    except (ValueError, FileNotFoundError):
+        return None
+    if not local:
+        try:
+            from huggingface_hub import snapshot_download
+            return Path(snapshot_download(name, local_files_only=True)).name
+        except Exception:
+            return None
+    digest = hashlib.sha256()
+    for f in sorted(Path(path).rglob("*")):
+        if f.suffix in (".safetensors", ".bin", ".pt", ".ckpt") and f.is_file():
+            digest.update(f"{f.relative_to(path)}:{f.stat().st_size}:".encode())
+            with f.open("rb") as handle:
+                digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:16]
+
+
 def check_folder(path: str, local: bool):
     """A local path must be a folder holding a readable model_index.json (a saved diffusers pipeline)."""
     if not local:

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models import weights_revision
+
 ROW_FILES = "rows-*.jsonl"
 
 
@@ -123,37 +125,6 @@ def check_settings(out: Path, settings: dict) -> None:
             said = "; ".join(f"{k}: {a!r} there, {b!r} now" for k, (a, b) in changed.items())
             raise SystemExit(f"{out} holds a run with other settings ({said}). Give another --out, or delete the "
                              f"folder to start over.")
-
-
-def revision(name: str | None) -> str | None:
-    """What identifies the weights behind a model name, so that a folder of rows made by other weights (the
-    embedded model retrained, another snapshot) is refused: for a folder (the embedded models included) a digest
-    of its weight files (names, sizes, first MiB); for a hub id the cached snapshot's commit; else None."""
-    import hashlib
-
-    from ..models import EMBEDDED, resolve
-
-    if not name:
-        return None
-    try:
-        path, local = resolve(name, ("toy-shapes", "toy-sounds", "toy-clip"))
-    except (ValueError, FileNotFoundError):
-        return None
-    if name == "toy-clip":
-        path = str(EMBEDDED / name)
-    if not local:
-        try:
-            from huggingface_hub import snapshot_download
-            return Path(snapshot_download(name, local_files_only=True)).name
-        except Exception:
-            return None
-    digest = hashlib.sha256()
-    for f in sorted(Path(path).rglob("*")):
-        if f.suffix in (".safetensors", ".bin", ".pt", ".ckpt") and f.is_file():
-            digest.update(f"{f.relative_to(path)}:{f.stat().st_size}:".encode())
-            with f.open("rb") as handle:
-                digest.update(handle.read(1 << 20))
-    return digest.hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------- 3. items
@@ -289,7 +260,7 @@ def run(experiment: Experiment, args) -> list[dict] | None:
     out = Path(args.out)
     settings = dict(experiment=experiment.name, model=args.model, data=args.data, seed=args.seed, dtype=args.dtype,
                     **{k: getattr(args, k) for k in experiment.settings_keys})
-    settings["revisions"] = {settings[k]: revision(settings[k]) for k in ("model", "clip", "detector", "clap")
+    settings["revisions"] = {settings[k]: weights_revision(settings[k]) for k in ("model", "clip", "detector", "clap")
                              if isinstance(settings.get(k), str)}
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
