@@ -26,7 +26,7 @@ import conceptlab
 from conceptlab.express.cluster import finch, symmetric_kl
 from conceptlab.hooks import resize_grid
 from conceptlab.express.localize import end_of_text_map, eot_threshold_of, record_attention
-from conceptlab.worlds import shapes
+from conceptlab.reproduce.data import scene_world
 
 import reproduced  # noqa: E402  (benchmarks/reproduced.py: the paper tables, run by conceptlab.reproduce)
 
@@ -80,10 +80,11 @@ def localization(model, n: int = 120) -> tuple[dict, list[dict]]:
     """The `localization` experiment of conceptlab.reproduce (`python -m conceptlab.reproduce localization`:
     Table 3, implemented there once) on n held-out scenes with 2-3 objects, summarized; and the end-of-text
     filter's pass rates on the same scenes."""
-    items = reproduced.rows("localization", n=n)
+    items = reproduced.rows("localization", model=model.name, n=n)
     rows = [dict(scene=j, method=name, n_objects=r["objects"], **scores)
             for j, r in enumerate(items) for name, scores in r["methods"].items()]
-    scenes = [s for s in shapes.scenes("heldout", 4 * n) if len(s.labels) >= 2][:n]
+    world = scene_world(model.training)                   # the scenes the experiment took: the model's world's
+    scenes = [s for s in world.scenes("heldout", 4 * n) if len(s.labels) >= 2][:n]
     table = {}
     for name in dict.fromkeys(r["method"] for r in rows):
         rs = [r for r in rows if r["method"] == name]

@@ -61,8 +61,8 @@ def memory(model, prompt: str) -> dict:
     return out
 
 
-def attention_in_mask(model, n: int = 50, steps: int = 50) -> dict:
-    scenes = [s for s in shapes.scenes("heldout", 20 * n) if len(s.labels) == 1][:n]
+def attention_in_mask(model, n: int = 50, steps: int = 50, world: shapes.World = shapes.WORLD) -> dict:
+    scenes = [s for s in world.scenes("heldout", 20 * n) if len(s.labels) == 1][:n]
     shares = {"shape": [], "colour": []}
     area = []
     for s in scenes:

@@ -6,10 +6,11 @@ The folder holds toy-shapes and toy-clip as `python -m conceptlab.toy.train shap
 them. Measured: removal with "" (120 scenes: removed, clean erase, control kept; benchmarks/inversions.py's
 protocol with DDIM), context (40 two-object scenes, the first scaled at omega 5 with the default regularization:
 the other object kept, background PSNR), monotone presence on the weak scenes over omega 0, 0.5, 1, 2, 3, 5 (40),
-and benchmarks/toy_quality.py's measures on world v2: prompts found (204 one-object and 204 two-object prompts,
+benchmarks/toy_quality.py's measures on world v2: prompts found (204 one-object and 204 two-object prompts,
 every other one naming a background, guidance 5), the DDIM round trip with the caption beside the VAE's (50),
 toy-clip's zero-shot accuracy on one-object scenes (600), the oracle on clean and decoded scenes (300), and
-the seconds of one 50-step guided generation.
+the seconds of one 50-step guided generation; object-word cross-attention inside its mask (50 one-object
+scenes, benchmarks/hooks_cost.py) and localization (120 scenes of 2-3 objects, benchmarks/express_bench.py).
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from conceptlab import inversion, scaling
 from conceptlab.worlds import oracle, shapes
 
 sys.path.insert(0, str(Path(__file__).parent))
+import express_bench  # noqa: E402  (the localization benchmark)
+import hooks_cost  # noqa: E402  (object-word cross-attention inside its mask)
 import inversions  # noqa: E402  (the removal and context protocols, implemented once)
 import toy_quality  # noqa: E402  (the embedded models' quality measures, implemented once)
 
@@ -42,6 +45,16 @@ def weak_monotone(model, n: int = 40, omegas=(0, 0.5, 1, 2, 3, 5)) -> dict:
     mean = pres.mean(0)
     return dict(scenes=n, omegas=list(omegas), mean_presence=mean.round(4).tolist(),
                 strictly_increasing=bool(np.all(np.diff(mean) > 0)))
+
+
+def localization(model) -> dict:
+    """Table 3 on 120 held-out v2 scenes (touching objects among them): ours against the best fixed-k baseline."""
+    summary = express_bench.localization(model)[0]
+    table = summary["table"]
+    fixed = {k: v["iou"] for k, v in table.items() if k.startswith(("k-means", "FINCH"))}
+    best = max(fixed, key=fixed.get)
+    return dict(scenes=summary["scenes"], objects=summary["objects"], ours=table["ours"],
+                best_fixed_k=dict(method=best, iou=fixed[best]), table=table)
 
 
 def main(argv=None):
@@ -61,6 +74,8 @@ def main(argv=None):
                        ("prompts_found", lambda: toy_quality.generation(model, world=W)),
                        ("round_trip", lambda: toy_quality.reconstruction(model, world=W)),
                        ("clip_zero_shot", lambda: toy_quality.clip_zero_shot(clip, world=W, figure=None)),
+                       ("attention_in_mask", lambda: hooks_cost.attention_in_mask(model, world=W)),
+                       ("localization", lambda: localization(model)),
                        ("speed", lambda: toy_quality.seconds_per_generation(model))):
         results[name] = part()
         print(name, json.dumps(results[name]), f"({time.time() - t0:.0f} s)", flush=True)
