@@ -184,6 +184,21 @@ def is_present(model, image, label: str, detector=None) -> bool:
 OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
 
 
+def sample_bound(rate: float, n: int, alpha: float = 0.01) -> float:
+    """The least share a sample of n scenes reaches with chance >= 1 - alpha when the true rate is `rate` (a
+    benchmark's, measured on many scenes): a check cell asserts a small sample against this, not against the
+    big sample's number itself. The alpha quantile of Binomial(n, rate), over n."""
+    from scipy.stats import binom
+
+    if not 0 <= rate <= 1:
+        raise ValueError(f"rate is a share in [0, 1], got {rate}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    return float(binom.ppf(alpha, n, rate)) / n
+
+
 def check(model, claims: list[tuple]) -> dict[str, bool]:
     """The check cell. claims: (what, measured, op, bound, tiers) with op one of >=, >, <=, <, == and tiers a
     string naming where the claim must hold: "toy" (the toy world's measured rate) and/or "real" (a number the

@@ -119,3 +119,19 @@ def test_max_resolution_caps_only_the_large_grids(tiny):
         hooks.AttentionRecorder(tiny, resolution=8, max_resolution=8)
     with pytest.raises(ValueError, match="max_resolution must be"):
         hooks.AttentionRecorder(tiny, max_resolution=0)
+
+
+def test_sample_bound_is_what_a_small_sample_reaches_at_the_benchmarks_rate():
+    from scipy.stats import binom
+
+    b = course.sample_bound(0.7, 16)
+    k = round(b * 16)
+    assert binom.cdf(k - 1, 16, 0.7) < 0.01 <= binom.cdf(k, 16, 0.7)       # below k: rarer than 1 in 100
+    assert course.sample_bound(0.7, 16) < course.sample_bound(0.7, 400) < 0.7   # a bigger sample: a tighter bound
+    assert course.sample_bound(1.0, 16) == 1.0
+    rng = np.random.default_rng(0)
+    below = np.mean(rng.binomial(16, 0.7, 20000) / 16 < b)                   # simulated samples fall below it < 1%
+    assert below < 0.01
+    for bad, match in (((1.2, 16), "rate"), ((0.5, 0), "positive integer"), ((0.5, 16, 0.0), "alpha")):
+        with pytest.raises(ValueError, match=match):
+            course.sample_bound(*bad)

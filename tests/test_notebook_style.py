@@ -75,3 +75,35 @@ def test_the_course_map_shows_the_measured_cpu_times():
     for path in NOTEBOOKS:
         row = next(l for l in intro.split("\n") if l.startswith(f"| [{path.name[:2]} "))
         assert row.split(" | ")[3] == times.as_minutes(seconds[path.stem]), row
+
+
+RESULTS = Path(__file__).parent.parent / "benchmarks" / "results"
+
+
+def measured_constants(path: Path) -> list[tuple[str, str, dict]]:
+    """(results file, section, MEASURED) for every check cell that states a benchmark's rates: a comment naming
+    `benchmarks/results/<file>.json, "<section>"` followed by `MEASURED = {...}`."""
+    import ast
+    import re
+
+    out = []
+    for c in cells_of(path):
+        src = "".join(c["source"])
+        for m in re.finditer(r'benchmarks/results/(\w+)\.json, "(\w+)"\).*?\nMEASURED = (\{.*?\})', src, re.S):
+            out.append((m[1], m[2], ast.literal_eval(m[3])))
+    return out
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_rates_a_check_cell_states_are_the_benchmarks(path):
+    """A check cell's MEASURED numbers are those its benchmark last wrote (to 3 decimals): they cannot go stale."""
+    for name, section, numbers in measured_constants(path):
+        results = json.loads((RESULTS / f"{name}.json").read_text())[section]
+        for key, value in numbers.items():
+            assert value == pytest.approx(results[key], abs=5e-4), (
+                f"{path.name}: MEASURED[{key!r}] = {value} but benchmarks/results/{name}.json's {section} says "
+                f"{results[key]:.4f}: copy the benchmark's number into the notebook and run it again")
+
+
+def test_the_removal_notebook_states_its_benchmark():
+    assert measured_constants(NOTEBOOKS[3])[0][:2] == ("scaling", "removal")
