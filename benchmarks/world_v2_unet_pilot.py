@@ -1,0 +1,60 @@
+"""Why does toy-shapes learn world v2 slowly (shapes form only after about 3000 steps, 57% of prompts found at
+6000; v1 reached 96.6% at 7500)? From-scratch UNet + text encoder trainings on v2 variants, one factor changed
+each, all with toy.train's recipe (min-SNR-5, grounding 0.1, batch 64, cosine from 1e-3, EMA 0.999) and the
+v2 VAE of .toy_runs/v2c, for the same steps; read by benchmarks/world_v2_peek.py at the end.
+
+    .venv/bin/python benchmarks/world_v2_unet_pilot.py ARM [--steps 3750]   # about 45 min an arm; resumable
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/world_v2_peek.py .toy_runs/unet_pilot/ARM --seeds 3
+
+ARM: v2 (the control: shapes.V2 as it is), close0.1 (objects placed against another with chance 0.1, not 0.3),
+one-two (scenes of one or two objects, no three).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+from diffusers import AutoencoderKL
+
+from conceptlab.toy import nets, train, vocab
+from conceptlab.worlds import shapes
+
+ROOT = Path(".toy_runs/unet_pilot")
+VAE = Path(".toy_runs/v2c/vae")
+ARMS = {"v2": shapes.V2, "close0.1": dataclasses.replace(shapes.V2, close=0.1), "one-two": shapes.V2}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("arm", choices=list(ARMS))
+    p.add_argument("--steps", type=int, default=3750)
+    args = p.parse_args()
+    if not (VAE / "config.json").exists():
+        raise SystemExit(f"no v2 VAE at {VAE}: train one with `python -m conceptlab.toy.train shapes "
+                         f"--world-version 2 --stage vae --workdir .toy_runs/v2c`")
+    data = train.world_data(20000, ROOT, ARMS[args.arm])
+    if args.arm == "one-two":                           # the same scenes, those with three objects left out
+        keep = [i for i, labels in enumerate(data["labels"]) if len(labels) <= 2]
+        data = dict(images=data["images"][keep], labels=[data["labels"][i] for i in keep],
+                    radii=[data["radii"][i] for i in keep], backgrounds=[data["backgrounds"][i] for i in keep],
+                    objects=data["objects"][keep])
+    work = ROOT / args.arm
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
+    opts = SimpleNamespace(seed=0, unet_lr=1e-3, unet_steps=args.steps, batch=64, ema=0.999, grounding=0.1,
+                           command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
+    vae = AutoencoderKL.from_pretrained(VAE)
+    print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"
+          f" objects per 100")
+    train.train_unet(train.to_float(data["images"]), train.shapes_captions(data), vae, nets.unet(),
+                     nets.text_encoder(vocab.VOCAB_DIR), vocab.tokenizer(vocab.VOCAB_DIR), opts, work,
+                     objects=data["objects"])
+    print(f"done: read it with benchmarks/world_v2_peek.py {work} --seeds 3")
+
+
+if __name__ == "__main__":
+    main()
