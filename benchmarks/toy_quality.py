@@ -42,7 +42,7 @@ def oracle_accuracy(model, n=300, world: shapes.World = shapes.WORLD):
                  for im, s in zip(images, sc) for lab in world.labels]
         found = [oracle.is_present(im, lab, world=world) for im, s in zip(images, sc) for lab in s.labels]
         out[name] = dict(accuracy=float(np.mean(right)), recall=float(np.mean(found)))
-    weak = [shapes.weak_scene(i) for i in range(200)]
+    weak = [world.weak_scene(i) for i in range(200)]
     out["weak_mean_presence"] = {w: float(np.mean([oracle.presence(s.image, s.labels[0], world=world)
                                                    for s in weak if s.weakness == w])) for w in shapes.WEAKNESSES}
     out["weak_found"] = float(np.mean([oracle.is_present(s.image, s.labels[0], world=world) for s in weak]))
