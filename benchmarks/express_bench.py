@@ -26,7 +26,7 @@ import conceptlab
 from conceptlab.express.cluster import finch, symmetric_kl
 from conceptlab.hooks import resize_grid
 from conceptlab.express.localize import end_of_text_map, eot_threshold_of, record_attention
-from conceptlab.reproduce.data import scene_world
+from conceptlab.worlds import shapes
 
 import reproduced  # noqa: E402  (benchmarks/reproduced.py: the paper tables, run by conceptlab.reproduce)
 
@@ -83,7 +83,7 @@ def localization(model, n: int = 120) -> tuple[dict, list[dict]]:
     items = reproduced.rows("localization", model=model.name, n=n)
     rows = [dict(scene=j, method=name, n_objects=r["objects"], **scores)
             for j, r in enumerate(items) for name, scores in r["methods"].items()]
-    world = scene_world(model.training)                   # the scenes the experiment took: the model's world's
+    world = shapes.world_of(model.training, default=shapes.WORLD)    # the scenes the experiment took
     scenes = [s for s in world.scenes("heldout", 4 * n) if len(s.labels) >= 2][:n]
     table = {}
     for name in dict.fromkeys(r["method"] for r in rows):

@@ -7,7 +7,8 @@ v2 VAE of .toy_runs/v2c, for the same steps; read by benchmarks/world_v2_peek.py
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/world_v2_peek.py .toy_runs/unet_pilot/ARM --seeds 3
 
 ARM: v2 (the control: shapes.V2 as it is), close0.1 (objects placed against another with chance 0.1, not 0.3),
-one-two (scenes of one or two objects, no three).
+one-two (scenes of one or two objects, no three), every0.5 (half the captions name every object, not a quarter),
+close0.1-every0.5 (both).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from conceptlab.worlds import shapes
 
 ROOT = Path(".toy_runs/unet_pilot")
 VAE = Path(".toy_runs/v2c/vae")
-ARMS = {"v2": shapes.V2, "close0.1": dataclasses.replace(shapes.V2, close=0.1), "one-two": shapes.V2}
+CLOSE = dataclasses.replace(shapes.V2, close=0.1)
+ARMS = {"v2": shapes.V2, "close0.1": CLOSE, "one-two": shapes.V2, "every0.5": shapes.V2, "close0.1-every0.5": CLOSE}
 
 
 def main():
@@ -50,7 +52,8 @@ def main():
     vae = AutoencoderKL.from_pretrained(VAE)
     print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"
           f" objects per 100")
-    train.train_unet(train.to_float(data["images"]), train.shapes_captions(data), vae, nets.unet(),
+    every = 0.5 if "every0.5" in args.arm else 0.25
+    train.train_unet(train.to_float(data["images"]), train.shapes_captions(data, every=every), vae, nets.unet(),
                      nets.text_encoder(vocab.VOCAB_DIR), vocab.tokenizer(vocab.VOCAB_DIR), opts, work,
                      objects=data["objects"])
     print(f"done: read it with benchmarks/world_v2_peek.py {work} --seeds 3")

@@ -80,17 +80,37 @@ def test_the_course_map_shows_the_measured_cpu_times():
 RESULTS = Path(__file__).parent.parent / "benchmarks" / "results"
 
 
-def measured_constants(path: Path) -> list[tuple[str, str, dict]]:
-    """(results file, section, MEASURED) for every check cell that states a benchmark's rates: a comment naming
-    `benchmarks/results/<file>.json, "<section>"` followed by `MEASURED = {...}`."""
+def measured_constants(path: Path) -> list[tuple[str, str | None, dict]]:
+    """(results file, section or None, MEASURED) for every check cell that states a benchmark's rates: a comment
+    naming `benchmarks/results/<file>.json, "<section>")` (or `benchmarks/results/<file>.json)` for the whole
+    file) before a `MEASURED = {...}` literal, which may nest as the file does."""
     import ast
     import re
 
     out = []
     for c in cells_of(path):
         src = "".join(c["source"])
-        for m in re.finditer(r'benchmarks/results/(\w+)\.json, "(\w+)"\).*?\nMEASURED = (\{.*?\})', src, re.S):
-            out.append((m[1], m[2], ast.literal_eval(m[3])))
+        if "\nMEASURED = " not in src:
+            continue
+        named = re.search(r'benchmarks/results/(\w+)\.json(?:, "(\w+)")?\)', src)
+        assert named, f"{path.name}: a MEASURED cell names no benchmarks/results/<file>.json it copies"
+        value = next(node.value for node in ast.walk(ast.parse(src)) if isinstance(node, ast.Assign)
+                     and any(isinstance(t, ast.Name) and t.id == "MEASURED" for t in node.targets))
+        out.append((named[1], named[2], ast.literal_eval(value)))
+    return out
+
+
+def differences(stated: dict, results: dict, at: str = "") -> list[str]:
+    """'key: stated vs file' wherever a (nested) MEASURED number differs from the results file's (to 3 decimals)."""
+    out = []
+    for key, value in stated.items():
+        where = f"{at}{key}"
+        if key not in results:
+            out.append(f"{where}: not in the file")
+        elif isinstance(value, dict):
+            out += differences(value, results[key], where + ".")
+        elif value != pytest.approx(results[key], abs=5e-4):
+            out.append(f"{where}: {value} vs {results[key]:.4f}")
     return out
 
 
@@ -98,11 +118,18 @@ def measured_constants(path: Path) -> list[tuple[str, str, dict]]:
 def test_the_rates_a_check_cell_states_are_the_benchmarks(path):
     """A check cell's MEASURED numbers are those its benchmark last wrote (to 3 decimals): they cannot go stale."""
     for name, section, numbers in measured_constants(path):
-        results = json.loads((RESULTS / f"{name}.json").read_text())[section]
-        for key, value in numbers.items():
-            assert value == pytest.approx(results[key], abs=5e-4), (
-                f"{path.name}: MEASURED[{key!r}] = {value} but benchmarks/results/{name}.json's {section} says "
-                f"{results[key]:.4f}: copy the benchmark's number into the notebook and run it again")
+        results = json.loads((RESULTS / f"{name}.json").read_text())
+        results = results[section] if section else results
+        assert differences(numbers, results) == [], (
+            f"{path.name}: MEASURED differs from benchmarks/results/{name}.json ({differences(numbers, results)}): "
+            "copy the benchmark's numbers into the notebook and run it again")
+
+
+def test_differences_finds_a_stale_number_at_any_depth():
+    file = {"generation": {"one": {"rate": 0.9657}}, "clip": {"accuracy": 0.99}}
+    assert differences({"generation": {"one": {"rate": 0.966}}}, file) == []
+    assert differences({"generation": {"one": {"rate": 0.95}}}, file) == ["generation.one.rate: 0.95 vs 0.9657"]
+    assert differences({"clip": {"acc": 0.99}}, file) == ["clip.acc: not in the file"]
 
 
 def test_the_removal_notebook_states_its_benchmark():

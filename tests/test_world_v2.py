@@ -122,5 +122,10 @@ def test_world_of_a_recipe():
         shapes.world_of(None)
     with pytest.raises(ValueError, match="v9"):
         shapes.world_of({"world_version": 9})
+    # a model with no shapes world of its own takes the default given, and a v9 recipe still fails
+    assert shapes.world_of(None, default=V2) is V2 and shapes.world_of({"world": "sounds"}, default=V1) is V1
+    assert shapes.world_of({"world_version": 2}, default=V1) is V2
+    with pytest.raises(ValueError, match="v9"):
+        shapes.world_of({"world_version": 9}, default=V1)
     with pytest.raises(ValueError, match="one object"):
         V2.scene("weak", 0, n_objects=2)

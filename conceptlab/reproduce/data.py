@@ -71,14 +71,6 @@ def read_masks(item: dict, image: np.ndarray) -> np.ndarray:
     return masks
 
 
-def scene_world(training: dict | None) -> shapes.World:
-    """The shapes world whose scenes a run takes: a toy-shapes model's own (training: its recipe,
-    Model.training), else (a real model, toy-sounds) the embedded toy-shapes' world."""
-    if training is None or training.get("world") == "sounds":
-        return shapes.WORLD
-    return shapes.world_of(training)
-
-
 def toy_scene_items(n: int, min_objects: int = 1, split: str = "heldout", start: int = 0,
                     world: shapes.World = shapes.WORLD) -> list[dict]:
     """The first n scenes of a split of `world` from index `start` with at least min_objects objects, by index."""

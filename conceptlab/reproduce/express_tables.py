@@ -14,8 +14,8 @@ import torch
 from .. import course, express, metrics
 from ..express.evaluate import compare, concepts_from_masks
 from ..images import to_pil, to_tensor
-from ..worlds import oracle
-from .data import read_masks, scene_world, toy_scene_items, with_masks
+from ..worlds import oracle, shapes
+from .data import read_masks, toy_scene_items, with_masks
 from .runner import Experiment, bar_figure
 from .scaling_tables import load_model
 
@@ -26,7 +26,8 @@ LOCALIZATION_PAPER = {"k-means 4": (52.8, 70.3, 92.7), "k-means 7": (47.6, 95.7,
 def scene_of(model, item: dict):
     """The item's image and masks at the model's size (a shapes Scene on a toy model)."""
     if "index" in item:
-        return course.at_model_size(scene_world(model.training).scene("heldout", item["index"]), model)
+        world = shapes.world_of(model.training, default=shapes.WORLD)
+        return course.at_model_size(world.scene("heldout", item["index"]), model)
     from PIL import Image
 
     original = np.asarray(Image.open(item["path"]).convert("RGB"))
@@ -39,7 +40,8 @@ def scene_of(model, item: dict):
 def mask_items(args, model, default_n: int, start: int = 0) -> list[dict]:
     if args.data:
         return with_masks(args.data)
-    return toy_scene_items(args.n or default_n, min_objects=2, start=start, world=scene_world(model.training))
+    world = shapes.world_of(model.training, default=shapes.WORLD)
+    return toy_scene_items(args.n or default_n, min_objects=2, start=start, world=world)
 
 
 # ------------------------------------------------------------------------------------------- localization

@@ -16,8 +16,8 @@ import torch
 from .. import baselines, course, hooks, inversion, metrics, scaling
 from ..images import to_pil, to_tensor
 from ..models import training_recipe
-from ..worlds import oracle, sounds
-from .data import SOUND_SUFFIXES, by_class, scene_world
+from ..worlds import oracle, shapes, sounds
+from .data import SOUND_SUFFIXES, by_class
 from .runner import Experiment, bar_figure, counting_unet_calls
 
 AUTHORS_COST = ("One edit of the authors' demo pipeline costs 215 UNet calls (their ReNoise inversion and "
@@ -95,7 +95,7 @@ class Removal(Experiment):
         if model.tier != "toy":
             from ..detect import load_detector
             detector = load_detector(args.detector, device=str(device))
-        world = scene_world(model.training) if model.tier == "toy" else None
+        world = shapes.world_of(model.training, default=shapes.WORLD) if model.tier == "toy" else None
         clip = args.clip or ("toy-clip" if model.tier == "toy" else None)
         if clip:
             import conceptlab
@@ -382,7 +382,7 @@ class WeakConcept10(Experiment):
     def subject(self, ctx, item):
         model = ctx["model"]
         if "index" in item:
-            return scene_world(model.training).weak_scene(item["index"])
+            return shapes.world_of(model.training, default=shapes.WORLD).weak_scene(item["index"])
         if "cls" in item:                           # the dataset, by the paper's recipe, seeded by the item
             seed = 1000 * course.WEAK_CLASSES.index(item["cls"]) + item["k"]
             image = model.generate(item["cls"], steps=ctx["steps"], guidance=1.0, seed=seed)
@@ -444,7 +444,7 @@ class WeakConcept10(Experiment):
         if rows[0]["tier"] == "toy":
             import conceptlab
             clip = conceptlab.load_clip(args.clip)
-            world = scene_world(training_recipe(args.model))
+            world = shapes.world_of(training_recipe(args.model), default=shapes.WORLD)
             return clip.image_features([s.image for s in world.scenes("heldout", args.reference)])
         return torch.tensor([r["scores"]["input"]["features"] for r in rows])
 

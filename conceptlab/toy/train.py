@@ -314,12 +314,13 @@ def band_energy_loss(rec: torch.Tensor, x: torch.Tensor, chunk: int = 16, mels: 
     return ((e_rec - e_x).abs() * w).sum() / w.sum().clamp_min(1e-6) / audio.LOG_MEL_SCALE
 
 
-def shapes_captions(data):
-    """toy-shapes' caption sampler for train_unet: (scene indices, rng, Tokens) -> (captions, grounding pairs)."""
+def shapes_captions(data, every: float = 0.25):
+    """toy-shapes' caption sampler for train_unet: (scene indices, rng, Tokens) -> (captions, grounding pairs).
+    every: world v2's share of captions that name every object (alt_text_caption)."""
     def caption(i: int, rng: np.random.Generator):
         if data.get("radii") is None:           # world v1 (no sizes kept): its caption mix
             return training_caption(data["labels"][i], data["backgrounds"][i], rng)
-        return alt_text_caption(data["labels"][i], data["radii"][i], data["backgrounds"][i], rng)
+        return alt_text_caption(data["labels"][i], data["radii"][i], data["backgrounds"][i], rng, every=every)
 
     def captions(idx: list[int], rng: np.random.Generator, tokens: Tokens):
         caps, named = zip(*[caption(i, rng) for i in idx])

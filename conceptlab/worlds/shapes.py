@@ -311,13 +311,16 @@ WORLD = V1
 LABELS = WORLD.labels                       # its object classes
 
 
-def world_of(training: dict | None) -> World:
+def world_of(training: dict | None, default: World | None = None) -> World:
     """The world a toy model was trained on, from its recipe (Model.training, TRAINING.json): v1 where it names
-    none (a recipe from before world v2). A real model (no recipe) has no shapes world: ValueError."""
-    if training is None:
-        raise ValueError("this model has no training recipe (TRAINING.json): it is not an embedded toy model, so "
-                         "no shapes world is its own; judge its pictures with a detector")
-    if training.get("world") == "sounds":
+    none (a recipe from before world v2). A model with no shapes world of its own (a real model, which has no
+    recipe, or toy-sounds) gets `default` (e.g. WORLD, whose scenes a run then takes), or ValueError without one."""
+    if training is None or training.get("world") == "sounds":
+        if default is not None:
+            return default
+        if training is None:
+            raise ValueError("this model has no training recipe (TRAINING.json): it is not an embedded toy model, "
+                             "so no shapes world is its own; judge its pictures with a detector")
         raise ValueError("this is a toy-sounds model: it knows the sounds world, not a shapes world")
     version = training.get("world_version", 1)
     if version not in WORLDS:
