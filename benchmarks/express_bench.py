@@ -9,6 +9,8 @@
    IoU / recall / precision for ours (automatic N), k-means and FINCH with k = 2..7; the count errors;
    the paper's recipe and each of our three changes to it turned back one at a time; how many whole
    objects pass the end-of-text filter (eq. 5 and ours); and ours with a ground-truth filter in its place.
+3. Structure (what notebook 07 checks on 12 of these scenes): self-attention separating objects, pre-cluster
+   purity, concepts lying on objects.
 Writes benchmarks/results/express.json and benchmarks/results/localization.png.
 """
 from __future__ import annotations
@@ -25,6 +27,8 @@ import torch
 import conceptlab
 from conceptlab.express.cluster import finch, symmetric_kl
 from conceptlab.hooks import resize_grid
+from conceptlab.express import localize
+from conceptlab.express.evaluate import structure, structure_rates
 from conceptlab.express.localize import end_of_text_map, eot_threshold_of, record_attention
 from conceptlab.worlds import shapes
 
@@ -97,6 +101,15 @@ def localization(model, n: int = 120) -> tuple[dict, list[dict]]:
                 table=table, objects_passing_eot_filter=objects_passing(model, scenes)), rows
 
 
+def attention_structure(model, n: int = 120, n_max: int = 10) -> dict:
+    """What notebook 07 checks on 12 scenes, on the same first n held-out scenes with 2-3 objects: the share of
+    scenes whose self-attention separates objects (KL within an object < across), the pre-clusters' mean purity,
+    the share of concepts lying mostly on objects (express.evaluate.structure_rates)."""
+    world = shapes.world_of(model.training, default=shapes.WORLD)
+    scenes = [s for s in world.scenes("heldout", 4 * n) if len(s.labels) >= 2][:n]
+    return structure_rates([structure(localize(model, s.image, n_max=n_max), np.stack(s.masks)) for s in scenes])
+
+
 def figure(rows, path):
     import matplotlib
     matplotlib.use("Agg")
@@ -133,6 +146,9 @@ def main():
         print(f"{name:26s} {100 * r['iou']:6.1f} {100 * r['recall']:7.1f} {100 * r['precision']:6.1f} "
               f"{100 * r['count_exact']:7.1f}%   {paper}")
     print("count errors of ours (found - true: scenes):", loc["table"]["ours"]["count_errors"])
+    res["structure"] = st = attention_structure(model)
+    print(f"on the same {st['scenes']} scenes: self-attention separates objects in {st['separated']:.1%}, pre-cluster "
+          f"purity {st['purity']:.3f}, {st['on_objects']:.1%} of {st['concepts']} concepts lie mostly on objects")
     OUT.mkdir(exist_ok=True)
     figure(rows, OUT / "localization.png")
     (OUT / "express.json").write_text(json.dumps(res, indent=2))

@@ -330,6 +330,25 @@ def test_ground_truth_on_the_grid():
     assert np.array_equal(label_masks(lab.flatten() + 1, (16, 16), (32, 32))[1:], masks)
 
 
+def test_structure_of_a_localization_against_its_masks():
+    from types import SimpleNamespace
+
+    from conceptlab.express.evaluate import structure, structure_rates
+
+    a, _, lab = squares_scene(4)
+    masks = np.stack([np.kron(lab == j, np.ones((2, 2), bool)) for j in range(4)])   # (4, 32, 32)
+    on_one = SimpleNamespace(grid_mask=(lab == 0))                  # a concept lying on object 0 only
+    half = SimpleNamespace(grid_mask=np.ones((16, 16), bool))       # the whole grid: objects' share of it
+    loc = SimpleNamespace(grid=(16, 16), attention=a, pre_labels=lab.flatten(), concepts=[on_one, half])
+    got = structure(loc, masks)
+    assert got["within"] < got["across"] and got["purity"] == 1.0
+    assert got["on_objects"] == [1.0, pytest.approx((lab >= 0).mean())]
+    rows = [got, dict(got, within=2.0, across=1.0, purity=0.5, on_objects=[0.2])]
+    assert (lab >= 0).mean() < 0.5                                  # so of the 3 concepts only on_one counts
+    assert structure_rates(rows) == dict(scenes=2, separated=0.5, purity=0.75, concepts=3,
+                                         on_objects=pytest.approx(1 / 3))
+
+
 def test_localization_figures(toy):
     import matplotlib
     matplotlib.use("Agg")

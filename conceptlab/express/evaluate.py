@@ -82,6 +82,25 @@ def object_separation(attention: torch.Tensor, truth: np.ndarray) -> tuple[float
     return float(d[same].mean()), float(d[t[:, None] != t[None, :]].mean())
 
 
+def structure(loc, masks: np.ndarray) -> dict:
+    """What ConceptExpress relies on, read off one localization against the scene's ground-truth masks (G, H, W):
+    within / across (object_separation: self-attention groups an object's cells when within < across), the
+    pre-clusters' purity, and on_objects, each concept's share of cells that lie on some object."""
+    truth = truth_on_grid(np.asarray(masks), loc.grid)
+    within, across = object_separation(loc.attention, truth)
+    on_objects = [float((c.grid_mask.flatten() & (truth >= 0)).sum() / c.grid_mask.sum()) for c in loc.concepts]
+    return dict(within=within, across=across, purity=purity(loc.pre_labels, truth), on_objects=on_objects)
+
+
+def structure_rates(rows: list[dict]) -> dict:
+    """Over `structure` rows: separated (share of scenes with within < across), mean purity, and on_objects (share
+    of concepts lying mostly, > 0.5, on objects)."""
+    shares = [v for r in rows for v in r["on_objects"]]
+    return dict(scenes=len(rows), separated=float(np.mean([r["within"] < r["across"] for r in rows])),
+                purity=float(np.mean([r["purity"] for r in rows])), concepts=len(shares),
+                on_objects=float(np.mean([v > 0.5 for v in shares])))
+
+
 def concepts_from_masks(model, image, masks) -> list:
     """Ground-truth masks (N, H, W) -> Concepts whose distribution f_i is the mean aggregated self-attention
     over the mask's cells (what `localize` gives its own concepts): token learning on known concepts."""
