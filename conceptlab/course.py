@@ -212,9 +212,9 @@ def check(model, claims: list[tuple]) -> dict[str, bool]:
         ok = bool(OPS[op](measured, bound))
         applies = tier in tiers.split()
         held[what] = ok
-        value = f"{measured:.3g}" if isinstance(measured, (float, np.floating)) else str(measured)
+        value, bar = (f"{v:.3g}" if isinstance(v, (float, np.floating)) else str(v) for v in (measured, bound))
         verdict = ("holds" if ok else "FAILS") + ("" if applies else " (reported, not asserted)")
-        print(f"{what}: {value} {op} {bound}  {verdict}")
+        print(f"{what}: {value} {op} {bar}  {verdict}")
         if applies and not ok:
             failed.append(what)
     if failed:

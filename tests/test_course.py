@@ -91,6 +91,8 @@ def test_check_asserts_where_the_claim_applies(tiny, real, capsys):
         course.check(trained, [("a paper claim", 0.5, ">=", 0.8, "toy real")])
     with pytest.raises(ValueError, match="unknown comparison"):
         course.check(tiny, [("x", 1, "=>", 0, "toy")])
+    course.check(real, [("a sampled rate", 2 / 3, ">=", 7 / 12, "toy")])          # both to 3 digits
+    assert "a sampled rate: 0.667 >= 0.583  holds" in capsys.readouterr().out
 
 
 def test_presence_needs_a_detector_on_real_models(real):
