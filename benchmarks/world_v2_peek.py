@@ -25,6 +25,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workdir", type=Path)
     p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--why", action="store_true", help="also count why a generation failed (by the oracle's best blob)")
     args = p.parse_args()
     world = shapes.V2
     ck = train.load_ckpt(args.workdir / "unet.ckpt")
@@ -38,12 +39,31 @@ def main():
                               {"world_version": world.version})
         model = conceptlab.load(str(Path(tmp) / "toy-shapes"))
         labels = list(world.labels)
-        hits = []
+        hits, why = [], []
         for seed in range(args.seeds):
             images = model.generate([f"a {lab}" for lab in labels], steps=25, guidance=5.0, seed=seed)
             hits += [oracle.is_present(im, lab, world=world) for im, lab in zip(images, labels)]
+            why += [failure(im, lab, world) for im, lab in zip(images, labels)]
     print(f"step {ck['step']}: the named object found in {np.mean(hits):.0%} of {len(hits)} generations "
           f"({len(labels)} kinds x {args.seeds} seeds, {torch.get_num_threads()} threads)")
+    if args.why:
+        causes = [w for w in why if w]
+        print("why the others failed:", {c: causes.count(c) for c in sorted(set(causes))})
+
+
+def failure(image, label: str, world) -> str | None:
+    """None when the oracle finds `label`; else why not: no blob of its colour, its best blob shaped as another
+    shape, or of the right shape but too small, too long or ragged; "+ k more" when k other blobs share its colour."""
+    score, blob = oracle.best_blob(image, label, world)
+    if score >= oracle.THRESHOLD:
+        return None
+    if blob is None:
+        return "no blob of the colour"
+    colour, shape = label.split()
+    seen = max(blob["ious"], key=blob["ious"].get)
+    cause = f"shaped as a {seen}" if seen != shape else "right shape, too small, long or ragged"
+    more = len(oracle.blobs(image, colour, world)) - 1
+    return cause + (f" (+ {more} more of the colour)" if more else "")
 
 
 if __name__ == "__main__":

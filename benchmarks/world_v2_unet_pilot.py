@@ -8,7 +8,8 @@ v2 VAE of .toy_runs/v2c, for the same steps; read by benchmarks/world_v2_peek.py
 
 ARM: v2 (the control: shapes.V2 as it is), close0.1 (objects placed against another with chance 0.1, not 0.3),
 one-two (scenes of one or two objects, no three), every0.5 (half the captions name every object, not a quarter),
-close0.1-every0.5 (both).
+close0.1-every0.5 (both). --grounding (default 0.1, the recipe's) sets the grounding loss's weight; an arm
+run with another weight gets its own workdir, ARM-groundingW.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("arm", choices=list(ARMS))
     p.add_argument("--steps", type=int, default=3750)
+    p.add_argument("--grounding", type=float, default=0.1)
     args = p.parse_args()
     if not (VAE / "config.json").exists():
         raise SystemExit(f"no v2 VAE at {VAE}: train one with `python -m conceptlab.toy.train shapes "
@@ -44,10 +46,10 @@ def main():
         data = dict(images=data["images"][keep], labels=[data["labels"][i] for i in keep],
                     radii=[data["radii"][i] for i in keep], backgrounds=[data["backgrounds"][i] for i in keep],
                     objects=data["objects"][keep])
-    work = ROOT / args.arm
+    work = ROOT / (args.arm if args.grounding == 0.1 else f"{args.arm}-grounding{args.grounding:g}")
     work.mkdir(parents=True, exist_ok=True)
     (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
-    opts = SimpleNamespace(seed=0, unet_lr=1e-3, unet_steps=args.steps, batch=64, ema=0.999, grounding=0.1,
+    opts = SimpleNamespace(seed=0, unet_lr=1e-3, unet_steps=args.steps, batch=64, ema=0.999, grounding=args.grounding,
                            command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
     vae = AutoencoderKL.from_pretrained(VAE)
     print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"
