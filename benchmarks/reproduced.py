@@ -19,7 +19,8 @@ def folder(experiment: str, **options) -> Path:
     return RUNS / re.sub(r"[^A-Za-z0-9_.\-]", "_", experiment + (f"-{tag}" if tag else ""))
 
 
-def rows(experiment: str, **options) -> list[dict]:
+def run(experiment: str, **options) -> Path:
+    """Runs (or resumes) the experiment into its folder -> the folder, which holds rows.jsonl and table.csv."""
     out = folder(experiment, **options)
     try:
         reproduce(experiment, out=str(out), **options)
@@ -28,14 +29,17 @@ def rows(experiment: str, **options) -> list[dict]:
             raise
         shutil.rmtree(out)
         reproduce(experiment, out=str(out), **options)
-    return [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+    return out
+
+
+def rows(experiment: str, **options) -> list[dict]:
+    return [json.loads(line) for line in (run(experiment, **options) / "rows.jsonl").read_text().splitlines()]
 
 
 def table(experiment: str, **options) -> dict[str, dict]:
     """Run as `rows` does -> the merged table's own lines: {method: {score: value}} (numbers as floats)."""
     import csv
 
-    rows(experiment, **options)
-    with (folder(experiment, **options) / "table.csv").open() as f:
+    with (run(experiment, **options) / "table.csv").open() as f:
         return {line["method"]: {k: float(v) for k, v in line.items() if k not in ("source", "method") and v}
                 for line in csv.DictReader(f) if line["source"] == "ours"}
