@@ -2,7 +2,8 @@
 text encoder of `<workdir>/unet.ckpt` with the workdir's VAE, one 25-step generation at guidance 5 per object
 kind ("a red circle", ...; seeds 0..), and the share in which the oracle finds the named object.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/world_v2_peek.py .toy_runs/v2c [--seeds 1]   # about 30 s a seed
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/world_v2_peek.py .toy_runs/v2c [--seeds 1] [--why]  # 30 s a seed
+    .venv/bin/python benchmarks/world_v2_peek.py conceptlab/toy/weights/toy-shapes --why    # an exported model
 
 Run it beside a training with one thread (it slows the training a little); prints, and writes nothing.
 """
@@ -23,32 +24,47 @@ from conceptlab.worlds import oracle, shapes
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("workdir", type=Path)
+    p.add_argument("workdir", type=Path, help="a training's workdir (its unet.ckpt), or an exported toy-shapes folder")
     p.add_argument("--seeds", type=int, default=1)
-    p.add_argument("--why", action="store_true", help="also count why a generation failed (by the oracle's best blob)")
+    p.add_argument("--why", action="store_true",
+                   help="also count why a generation failed (by the oracle's best blob), and the shapes drawn")
     args = p.parse_args()
-    world = shapes.V2
-    ck = train.load_ckpt(args.workdir / "unet.ckpt")
-    if ck is None:
-        raise SystemExit(f"{args.workdir} has no unet.ckpt yet (one is written every 250 steps)")
-    unet, text = nets.unet(), nets.text_encoder(vocab.VOCAB_DIR)
-    unet.load_state_dict(ck["ema_unet"]); text.load_state_dict(ck["ema_text"])
-    vae = AutoencoderKL.from_pretrained(args.workdir / "vae")
     with tempfile.TemporaryDirectory() as tmp:
-        train.export_pipeline("toy-shapes", vae, unet.eval(), text.eval(), vocab.tokenizer(), Path(tmp),
-                              {"world_version": world.version})
-        model = conceptlab.load(str(Path(tmp) / "toy-shapes"))
+        model, step = load(args.workdir, Path(tmp))
+        world = shapes.world_of(model.training)
         labels = list(world.labels)
-        hits, why = [], []
+        hits, why, drawn = [], [], np.zeros((len(world.shapes), len(world.shapes)), int)
         for seed in range(args.seeds):
             images = model.generate([f"a {lab}" for lab in labels], steps=25, guidance=5.0, seed=seed)
-            hits += [oracle.is_present(im, lab, world=world) for im, lab in zip(images, labels)]
-            why += [failure(im, lab, world) for im, lab in zip(images, labels)]
-    print(f"step {ck['step']}: the named object found in {np.mean(hits):.0%} of {len(hits)} generations "
+            for im, lab in zip(images, labels):
+                hits.append(oracle.is_present(im, lab, world=world))
+                why.append(failure(im, lab, world))
+                blob = oracle.best_blob(im, lab, world)[1]
+                if blob is not None:                        # the shape its best blob of the named colour has
+                    drawn[world.shapes.index(lab.split()[1]), world.shapes.index(max(blob["ious"], key=blob["ious"].get))] += 1
+    print(f"{step}: the named object found in {np.mean(hits):.0%} of {len(hits)} generations "
           f"({len(labels)} kinds x {args.seeds} seeds, {torch.get_num_threads()} threads)")
     if args.why:
         causes = [w for w in why if w]
         print("why the others failed:", {c: causes.count(c) for c in sorted(set(causes))})
+        print("shape named (rows) -> shape of its best blob of the named colour (columns):", world.shapes)
+        print(drawn)
+
+
+def load(path: Path, tmp: Path):
+    """(model, what it is): an exported folder as it is; a workdir's EMA UNet and text encoder with its VAE,
+    exported to tmp as a world-v2 toy-shapes (the pilots train world v2 variants)."""
+    if (path / "model_index.json").exists():
+        return conceptlab.load(str(path)), str(path)
+    ck = train.load_ckpt(path / "unet.ckpt")
+    if ck is None:
+        raise SystemExit(f"{path} has no unet.ckpt yet (one is written every 250 steps)")
+    unet, text = nets.unet(), nets.text_encoder(vocab.VOCAB_DIR)
+    unet.load_state_dict(ck["ema_unet"]); text.load_state_dict(ck["ema_text"])
+    vae = AutoencoderKL.from_pretrained(path / "vae")
+    train.export_pipeline("toy-shapes", vae, unet.eval(), text.eval(), vocab.tokenizer(), tmp,
+                          {"world_version": shapes.V2.version})
+    return conceptlab.load(str(tmp / "toy-shapes")), f"step {ck['step']}"
 
 
 def failure(image, label: str, world) -> str | None:
