@@ -37,9 +37,9 @@ def main():
         for seed in range(args.seeds):
             images = model.generate([f"a {lab}" for lab in labels], steps=25, guidance=5.0, seed=seed)
             for im, lab in zip(images, labels):
-                hits.append(oracle.is_present(im, lab, world=world))
-                why.append(failure(im, lab, world))
-                blob = oracle.best_blob(im, lab, world)[1]
+                score, blob = oracle.best_blob(im, lab, world)          # once: presence, cause and drawn shape
+                hits.append(score >= oracle.THRESHOLD)
+                why.append(failure(im, lab, world, score, blob))
                 if blob is not None:                        # the shape its best blob of the named colour has
                     drawn[world.shapes.index(lab.split()[1]), world.shapes.index(max(blob["ious"], key=blob["ious"].get))] += 1
     print(f"{step}: the named object found in {np.mean(hits):.0%} of {len(hits)} generations "
@@ -67,11 +67,10 @@ def load(path: Path, tmp: Path):
     return conceptlab.load(str(tmp / "toy-shapes")), f"step {ck['step']}"
 
 
-def failure(image, label: str, world) -> str | None:
+def failure(image, label: str, world, score: float, blob: dict | None) -> str | None:
     """None when the oracle finds `label`; else why not: no blob of its colour, its best blob shaped as another
     shape, or of the right shape but too small, too long or ragged; "+ k more" when k other blobs share its colour."""
-    score, blob = oracle.best_blob(image, label, world)
-    if score >= oracle.THRESHOLD:
+    if score >= oracle.THRESHOLD:                    # (score, blob): oracle.best_blob(image, label, world)
         return None
     if blob is None:
         return "no blob of the colour"
