@@ -10,6 +10,7 @@ Run it beside a training with one thread (it slows the training a little); print
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def main():
 
 def load(path: Path, tmp: Path):
     """(model, what it is): an exported folder as it is; a workdir's EMA UNet and text encoder with its VAE,
-    exported to tmp as a world-v2 toy-shapes (the pilots train world v2 variants)."""
+    exported to tmp as a toy-shapes of the world its world.json names (v2 where it has none: the v2 runs)."""
     if (path / "model_index.json").exists():
         return conceptlab.load(str(path)), str(path)
     ck = train.load_ckpt(path / "unet.ckpt")
@@ -63,8 +64,14 @@ def load(path: Path, tmp: Path):
     unet.load_state_dict(ck["ema_unet"]); text.load_state_dict(ck["ema_text"])
     vae = AutoencoderKL.from_pretrained(path / "vae")
     train.export_pipeline("toy-shapes", vae, unet.eval(), text.eval(), vocab.tokenizer(), tmp,
-                          {"world_version": shapes.V2.version})
+                          {"world_version": world_version(path)})
     return conceptlab.load(str(tmp / "toy-shapes")), f"step {ck['step']}"
+
+
+def world_version(workdir: Path) -> int:
+    """The world a workdir's run trains: its world.json (written by world_v2_unet_pilot.py), else v2."""
+    f = workdir / "world.json"
+    return json.loads(f.read_text())["world_version"] if f.exists() else shapes.V2.version
 
 
 def failure(image, label: str, world, score: float, blob: dict | None) -> str | None:

@@ -8,12 +8,15 @@ v2 VAE of .toy_runs/v2c, for the same steps; read by benchmarks/world_v2_peek.py
 
 ARM: v2 (the control: shapes.V2 as it is), close0.1 (objects placed against another with chance 0.1, not 0.3),
 one-two (scenes of one or two objects, no three), every0.5 (half the captions name every object, not a quarter),
-close0.1-every0.5 (both). --grounding (default 0.1, the recipe's) sets the grounding loss's weight; an arm
+close0.1-every0.5 (both); v1 (the reference: world v1's scenes and caption mix, which the shipped toy-shapes
+learnt, through the same recipe and VAE) and v2-v1captions (v2's scenes captioned with v1's mix,
+toy.train.training_caption: 70% name every object, no size words). --grounding (default 0.1, the recipe's) sets the grounding loss's weight; an arm
 run with another weight gets its own workdir, ARM-groundingW.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import dataclasses
 import sys
 from pathlib import Path
@@ -28,7 +31,8 @@ from conceptlab.worlds import shapes
 ROOT = Path(".toy_runs/unet_pilot")
 VAE = Path(".toy_runs/v2c/vae")
 CLOSE = dataclasses.replace(shapes.V2, close=0.1)
-ARMS = {"v2": shapes.V2, "close0.1": CLOSE, "one-two": shapes.V2, "every0.5": shapes.V2, "close0.1-every0.5": CLOSE}
+ARMS = {"v2": shapes.V2, "close0.1": CLOSE, "one-two": shapes.V2, "every0.5": shapes.V2, "close0.1-every0.5": CLOSE,
+        "v1": shapes.V1, "v2-v1captions": shapes.V2}
 
 
 def main():
@@ -46,8 +50,11 @@ def main():
         data = dict(images=data["images"][keep], labels=[data["labels"][i] for i in keep],
                     radii=[data["radii"][i] for i in keep], backgrounds=[data["backgrounds"][i] for i in keep],
                     objects=data["objects"][keep])
+    if args.arm == "v2-v1captions":                     # no sizes: shapes_captions then takes v1's caption mix
+        data = dict(data, radii=None)
     work = ROOT / (args.arm if args.grounding == 0.1 else f"{args.arm}-grounding{args.grounding:g}")
     work.mkdir(parents=True, exist_ok=True)
+    (work / "world.json").write_text(json.dumps({"world_version": ARMS[args.arm].version}))   # for world_v2_peek.py
     (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
     opts = SimpleNamespace(seed=0, unet_lr=1e-3, unet_steps=args.steps, batch=64, ema=0.999, grounding=args.grounding,
                            command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
