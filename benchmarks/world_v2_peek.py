@@ -5,12 +5,14 @@ kind ("a red circle", ...; seeds 0..), and the share in which the oracle finds t
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/world_v2_peek.py .toy_runs/v2c [--seeds 1] [--why]  # 30 s a seed
     .venv/bin/python benchmarks/world_v2_peek.py conceptlab/toy/weights/toy-shapes --why    # an exported model
 
-Run it beside a training with one thread (it slows the training a little); prints, and writes nothing.
+Run it beside a training with one thread (it slows the training a little). It prints; with --record it also keeps
+the reading in benchmarks/results/world_v2_unet_pilot.json under "<workdir's name> @ <step>" (the pilots' table).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -22,6 +24,8 @@ import conceptlab
 from conceptlab.toy import nets, train, vocab
 from conceptlab.worlds import oracle, shapes
 
+RESULTS = Path(__file__).parent / "results" / "world_v2_unet_pilot.json"
+
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,6 +33,7 @@ def main():
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--why", action="store_true",
                    help="also count why a generation failed (by the oracle's best blob), and the shapes drawn")
+    p.add_argument("--record", action="store_true", help=f"keep the reading in {RESULTS}")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         model, step = load(args.workdir, Path(tmp))
@@ -50,6 +55,15 @@ def main():
         print("why the others failed:", {c: causes.count(c) for c in sorted(set(causes))})
         print("shape named (rows) -> shape of its best blob of the named colour (columns):", world.shapes)
         print(drawn)
+    if args.record:
+        causes = [w for w in why if w]
+        out = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+        out[f"{args.workdir.name} @ {step}"] = dict(
+            command="benchmarks/world_v2_peek.py " + " ".join(sys.argv[1:]), found=round(float(np.mean(hits)), 4),
+            n=len(hits), kinds=len(labels), seeds=args.seeds, failed={c: causes.count(c) for c in sorted(set(causes))},
+            shapes=list(world.shapes), drawn=drawn.tolist())
+        RESULTS.write_text(json.dumps(dict(sorted(out.items())), indent=1) + "\n")
+        print("kept in", RESULTS)
 
 
 def load(path: Path, tmp: Path):

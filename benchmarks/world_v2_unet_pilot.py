@@ -10,8 +10,9 @@ ARM: v2 (the control: shapes.V2 as it is), close0.1 (objects placed against anot
 one-two (scenes of one or two objects, no three), every0.5 (half the captions name every object, not a quarter),
 close0.1-every0.5 (both); v1 (the reference: world v1's scenes and caption mix, which the shipped toy-shapes
 learnt, through the same recipe and VAE) and v2-v1captions (v2's scenes captioned with v1's mix,
-toy.train.training_caption: 70% name every object, no size words). --grounding (default 0.1, the recipe's) sets the grounding loss's weight; an arm
-run with another weight gets its own workdir, ARM-groundingW.
+toy.train.training_caption: 70% name every object, no size words). --grounding (default 0.1, the recipe's) sets
+the grounding loss's weight; an arm run with another weight gets its own workdir, ARM-groundingW. A finished arm
+run again with more --steps continues from its checkpoint (a warm restart of the cosine schedule).
 """
 from __future__ import annotations
 
