@@ -10,7 +10,9 @@ ARM: v2 (the control: shapes.V2 as it is), close0.1 (objects placed against anot
 one-two (scenes of one or two objects, no three), every0.5 (half the captions name every object, not a quarter),
 close0.1-every0.5 (both); v1 (the reference: world v1's scenes and caption mix, which the shipped toy-shapes
 learnt, through the same recipe and VAE) and v2-v1captions (v2's scenes captioned with v1's mix,
-toy.train.training_caption: 70% name every object, no size words). --grounding (default 0.1, the recipe's) sets
+toy.train.training_caption: 70% name every object, no size words); v2-frozentext (v2 as it is, the text encoder
+left at its random init and not trained: benchmarks/world_v2_text_collapse.py finds that every from-scratch run
+merges "circle" and "square" in its text encoder). --grounding (default 0.1, the recipe's) sets
 the grounding loss's weight; an arm run with another weight gets its own workdir, ARM-groundingW. A finished arm
 run again with more --steps continues from its checkpoint (a warm restart of the cosine schedule).
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 from diffusers import AutoencoderKL
 
 from conceptlab.toy import nets, train, vocab
@@ -33,7 +36,7 @@ ROOT = Path(".toy_runs/unet_pilot")
 VAE = Path(".toy_runs/v2c/vae")
 CLOSE = dataclasses.replace(shapes.V2, close=0.1)
 ARMS = {"v2": shapes.V2, "close0.1": CLOSE, "one-two": shapes.V2, "every0.5": shapes.V2, "close0.1-every0.5": CLOSE,
-        "v1": shapes.V1, "v2-v1captions": shapes.V2}
+        "v1": shapes.V1, "v2-v1captions": shapes.V2, "v2-frozentext": shapes.V2}
 
 
 def main():
@@ -63,8 +66,12 @@ def main():
     print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"
           f" objects per 100")
     every = 0.5 if "every0.5" in args.arm else 0.25
-    train.train_unet(train.to_float(data["images"]), train.shapes_captions(data, every=every), vae, nets.unet(),
-                     nets.text_encoder(vocab.VOCAB_DIR), vocab.tokenizer(vocab.VOCAB_DIR), opts, work,
+    torch.manual_seed(opts.seed)                        # the inits, as toy.train's main seeds them (the arms run
+    unet, text = nets.unet(), nets.text_encoder(vocab.VOCAB_DIR)   # up to v2-frozentext started unseeded)
+    if args.arm == "v2-frozentext":                     # no gradient reaches it: AdamW skips it, its EMA stays put
+        text.requires_grad_(False)
+    train.train_unet(train.to_float(data["images"]), train.shapes_captions(data, every=every), vae, unet,
+                     text, vocab.tokenizer(vocab.VOCAB_DIR), opts, work,
                      objects=data["objects"])
     print(f"done: read it with benchmarks/world_v2_peek.py {work} --seeds 3")
 
