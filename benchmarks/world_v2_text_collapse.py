@@ -5,8 +5,8 @@ UNet does not yet draw apart; the closer the two states, the less the UNet has t
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/world_v2_text_collapse.py MODEL [MODEL ...] [--record]
 
-MODEL: a training's checkpoint (`<workdir>/unet.ckpt` or a copy of one; its EMA text encoder) or an exported
-toy-shapes folder; `init` is the untrained text encoder that world_v2_unet_pilot.py's arms start from (and v2-frozentext keeps). With
+MODEL: a training's checkpoint (`<workdir>/unet.ckpt` or a copy of one; its EMA text encoder), an exported
+toy-shapes folder, or an exported toy-clip folder (its text tower); `init` is the untrained text encoder that world_v2_unet_pilot.py's arms start from (and v2-frozentext keeps). With
 --record the rows go to benchmarks/results/world_v2_text_collapse.json under the model's path.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import CLIPTextModel, CLIPTokenizer
+from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
 from conceptlab.toy import nets, train, vocab
 from conceptlab.worlds import shapes
@@ -36,9 +36,11 @@ def load(spec: str):
     if (path / "text_encoder").is_dir():
         return (CLIPTextModel.from_pretrained(path / "text_encoder"), CLIPTokenizer.from_pretrained(path / "tokenizer"),
                 "exported")
+    if (path / "config.json").exists():                 # an exported toy-clip: its text tower
+        return CLIPModel.from_pretrained(path).text_model, CLIPTokenizer.from_pretrained(path), "toy-clip text tower"
     ck = train.load_ckpt(path)
     if ck is None:
-        raise SystemExit(f"{spec}: neither an exported toy-shapes folder, a checkpoint, nor `init`")
+        raise SystemExit(f"{spec}: neither an exported toy-shapes or toy-clip folder, a checkpoint, nor `init`")
     text = nets.text_encoder(vocab.VOCAB_DIR)
     text.load_state_dict(ck["ema_text"])
     return text, vocab.tokenizer(vocab.VOCAB_DIR), f"step {ck['step']}"
