@@ -46,21 +46,21 @@ def main():
                 score, blob = oracle.best_blob(im, lab, world)          # once: presence, cause and drawn shape
                 hits.append(score >= oracle.THRESHOLD)
                 why.append(failure(im, lab, world, score, blob))
-                if blob is not None:                        # the shape its best blob of the named colour has
-                    drawn[world.shapes.index(lab.split()[1]), world.shapes.index(max(blob["ious"], key=blob["ious"].get))] += 1
+                if blob is not None:
+                    drawn[world.shapes.index(lab.split()[1]), world.shapes.index(drawn_shape(blob))] += 1
     print(f"{step}: the named object found in {np.mean(hits):.0%} of {len(hits)} generations "
           f"({len(labels)} kinds x {args.seeds} seeds, {torch.get_num_threads()} threads)")
+    causes = [w for w in why if w]
+    failed = {c: causes.count(c) for c in sorted(set(causes))}
     if args.why:
-        causes = [w for w in why if w]
-        print("why the others failed:", {c: causes.count(c) for c in sorted(set(causes))})
+        print("why the others failed:", failed)
         print("shape named (rows) -> shape of its best blob of the named colour (columns):", world.shapes)
         print(drawn)
     if args.record:
-        causes = [w for w in why if w]
         out = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
         out[f"{args.workdir.name} @ {step}"] = dict(
             command="benchmarks/world_v2_peek.py " + " ".join(sys.argv[1:]), found=round(float(np.mean(hits)), 4),
-            n=len(hits), kinds=len(labels), seeds=args.seeds, failed={c: causes.count(c) for c in sorted(set(causes))},
+            n=len(hits), kinds=len(labels), seeds=args.seeds, failed=failed,
             shapes=list(world.shapes), drawn=drawn.tolist())
         RESULTS.write_text(json.dumps(dict(sorted(out.items())), indent=1) + "\n")
         print("kept in", RESULTS)
@@ -88,6 +88,11 @@ def world_version(workdir: Path) -> int:
     return json.loads(f.read_text())["world_version"] if f.exists() else shapes.V2.version
 
 
+def drawn_shape(blob: dict) -> str:
+    """The shape a blob (oracle.best_blob's) is drawn as: the template it overlaps most."""
+    return max(blob["ious"], key=blob["ious"].get)
+
+
 def failure(image, label: str, world, score: float, blob: dict | None) -> str | None:
     """None when the oracle finds `label`; else why not: no blob of its colour, its best blob shaped as another
     shape, or of the right shape but too small, too long or ragged; "+ k more" when k other blobs share its colour."""
@@ -96,7 +101,7 @@ def failure(image, label: str, world, score: float, blob: dict | None) -> str | 
     if blob is None:
         return "no blob of the colour"
     colour, shape = label.split()
-    seen = max(blob["ious"], key=blob["ious"].get)
+    seen = drawn_shape(blob)
     cause = f"shaped as a {seen}" if seen != shape else "right shape, too small, long or ragged"
     more = len(oracle.blobs(image, colour, world)) - 1
     return cause + (f" (+ {more} more of the colour)" if more else "")
