@@ -56,6 +56,24 @@ def test_grounding_loss_is_zero_inside_the_mask_and_large_outside():
     assert abs(float(train.grounding_loss({"l": outside}, objects, pairs)) - 1.0) < 1e-6
 
 
+def test_denoising_loss_weighs_object_pixels_and_keeps_its_scale():
+    import torch
+    objects = torch.zeros(2, 32, 32, dtype=torch.long)
+    objects[:, :16, :16] = 1                                          # an object on the top-left quarter
+    noise, snr = torch.zeros(2, 4, 16, 16), torch.tensor([0.5, 20.0])
+    on, off = noise.clone(), noise.clone()
+    on[:, :, :8, :8] = 1.0                                            # the same error on the object ...
+    off[:, :, 8:, 8:] = 1.0                                           # ... or on as much background
+    plain = [float(train.denoising_loss(e, noise, snr)) for e in (on, off)]
+    assert abs(plain[0] - plain[1]) < 1e-6                            # no weight: a pixel is a pixel
+    assert abs(plain[0] - 0.25 * (1 + 5 / 20) / 2) < 1e-6             # min-SNR-5: the SNR-20 sample counts 5/20
+    weighed = [float(train.denoising_loss(e, noise, snr, objects, 3.0)) for e in (on, off)]
+    assert abs(weighed[0] / weighed[1] - 4.0) < 1e-5                  # an object pixel counts 1 + 3 times
+    everywhere = torch.ones_like(noise)                               # the mean weight is 1: a uniform error
+    assert abs(float(train.denoising_loss(everywhere, noise, snr, objects, 3.0))
+               - float(train.denoising_loss(everywhere, noise, snr))) < 1e-6
+
+
 def test_smoke_training_on_world_v2_knows_its_new_words(tmp_path):
     import json
 

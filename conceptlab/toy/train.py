@@ -196,6 +196,21 @@ class Tokens:
         return self.tok.convert_ids_to_tokens(self([caption])[0].tolist())
 
 
+# ---------------------------------------------------------------------------------------- losses
+def denoising_loss(pred: torch.Tensor, noise: torch.Tensor, snr: torch.Tensor, objects: torch.Tensor | None = None,
+                   object_weight: float = 0.0) -> torch.Tensor:
+    """Epsilon prediction's loss, min-SNR-5 weighted (Hang et al. 2023, w = min(SNR, 5) / SNR for epsilon: it
+    speeds convergence). pred, noise: (B, C, h, w); snr: (B,). objects (B, H, W) object maps (0: background):
+    with object_weight > 0 a latent pixel's squared error counts (1 + object_weight x the share of it an object
+    covers) times, the batch's mean weight kept at 1, so the loss's scale does not change."""
+    per = F.mse_loss(pred, noise, reduction="none")                                      # (B, C, h, w)
+    if objects is not None and object_weight > 0:
+        cover = F.adaptive_avg_pool2d((objects > 0).float()[:, None], per.shape[-2:])   # (B, 1, h, w)
+        weight = 1 + object_weight * cover
+        per = per * (weight / weight.mean())
+    return (per.mean((1, 2, 3)) * snr.clamp(max=5.0) / snr).mean()
+
+
 # -------------------------------------------------------------------------------------- grounding
 GROUNDED = r"^(down_blocks|up_blocks)\..*attn2$"      # cross-attention at 16x16 and 8x8 (not the 4x4 middle)
 
@@ -367,6 +382,7 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
     sf = vae.config.scaling_factor
     alphas = sched.alphas_cumprod
     ground = args.grounding > 0 and objects is not None
+    object_weight = getattr(args, "object_weight", 0.0) if objects is not None else 0.0
     objects = None if objects is None else torch.as_tensor(objects).long()
     grab = CrossAttentionMaps(unet) if ground else contextlib.nullcontext()
     bar = tqdm(total=args.unet_steps, initial=step, desc="UNet + text encoder", mininterval=2)
@@ -381,12 +397,10 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
         a = alphas[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise                  # DDPM forward process (Ho et al. eq. 4)
         cond = text(tokens(caps)).last_hidden_state
-        # Min-SNR-5 weighting (Hang et al. 2023) speeds convergence: w = min(SNR, 5) / SNR for epsilon.
         snr = a.flatten() / (1 - a.flatten())
         with grab:
             pred = unet(zt, t, cond).sample
-        per = F.mse_loss(pred, noise, reduction="none").mean((1, 2, 3))
-        loss = (per * snr.clamp(max=5.0) / snr).mean()
+        loss = denoising_loss(pred, noise, snr, objects[idx] if object_weight else None, object_weight)
         g_loss = grounding_loss(grab.maps, objects[idx], pairs) if ground else torch.zeros(())
         loss = loss + args.grounding * g_loss
         opt.zero_grad(set_to_none=True); loss.backward()
@@ -508,6 +522,9 @@ def main(argv=None):
     p.add_argument("--grounding", type=float, default=0.1,
                    help="weight of the TokenCompose token loss that ties each object word's cross-attention to "
                         "its mask (0: plain denoising)")
+    p.add_argument("--object-weight", type=float, default=0.0,
+                   help="toy-shapes: the denoising loss counts a latent pixel on an object (1 + this) times a "
+                        "background one's (0: every pixel alike)")
     p.add_argument("--full-captions", type=float, default=0.6,
                    help="toy-sounds: share of captions naming every source (10%% are empty, the rest name a "
                         "random subset)")
