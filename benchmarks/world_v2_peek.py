@@ -21,7 +21,7 @@ import torch
 from diffusers import AutoencoderKL
 
 import conceptlab
-from conceptlab.toy import nets, train, vocab
+from conceptlab.toy import train, vocab
 from conceptlab.worlds import oracle, shapes
 
 RESULTS = Path(__file__).parent / "results" / "world_v2_unet_pilot.json"
@@ -71,15 +71,12 @@ def load(path: Path, tmp: Path):
     exported to tmp as a toy-shapes of the world its world.json names (v2 where it has none: the v2 runs)."""
     if (path / "model_index.json").exists():
         return conceptlab.load(str(path)), str(path)
-    ck = train.load_ckpt(path / "unet.ckpt")
-    if ck is None:
+    if (ema := train.load_ema_shapes(path / "unet.ckpt")) is None:
         raise SystemExit(f"{path} has no unet.ckpt yet (one is written every 250 steps)")
-    unet, text = nets.unet(), nets.text_encoder(vocab.VOCAB_DIR)
-    unet.load_state_dict(ck["ema_unet"]); text.load_state_dict(ck["ema_text"])
+    unet, text, step = ema
     vae = AutoencoderKL.from_pretrained(path / "vae")
-    train.export_pipeline("toy-shapes", vae, unet.eval(), text.eval(), vocab.tokenizer(), tmp,
-                          {"world_version": world_version(path)})
-    return conceptlab.load(str(tmp / "toy-shapes")), f"step {ck['step']}"
+    train.export_pipeline("toy-shapes", vae, unet, text, vocab.tokenizer(), tmp, {"world_version": world_version(path)})
+    return conceptlab.load(str(tmp / "toy-shapes")), f"step {step}"
 
 
 def world_version(workdir: Path) -> int:

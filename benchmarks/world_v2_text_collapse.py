@@ -38,12 +38,10 @@ def load(spec: str):
                 "exported")
     if (path / "config.json").exists():                 # an exported toy-clip: its text tower
         return CLIPModel.from_pretrained(path).text_model, CLIPTokenizer.from_pretrained(path), "toy-clip text tower"
-    ck = train.load_ckpt(path)
-    if ck is None:
+    if (ema := train.load_ema_shapes(path)) is None:
         raise SystemExit(f"{spec}: neither an exported toy-shapes or toy-clip folder, a checkpoint, nor `init`")
-    text = nets.text_encoder(vocab.VOCAB_DIR)
-    text.load_state_dict(ck["ema_text"])
-    return text, vocab.tokenizer(vocab.VOCAB_DIR), f"step {ck['step']}"
+    _, text, step = ema
+    return text, vocab.tokenizer(vocab.VOCAB_DIR), f"step {step}"
 
 
 @torch.no_grad()

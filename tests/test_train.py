@@ -11,7 +11,12 @@ def test_smoke_training_writes_loadable_pipelines_and_resumes(tmp_path):
     clip = conceptlab.load_clip(str(tmp_path / "out" / "toy-clip"))
     assert clip.zero_shot([model.generate("a red circle", steps=2)], ["a red circle", "a blue square"]).shape == (1, 2)
     train.main(args)                                   # resumes from the finished checkpoints: no error
-    assert (tmp_path / "w" / "unet.ckpt").exists()
+    unet, text, step = train.load_ema_shapes(tmp_path / "w" / "unet.ckpt")   # what a mid-run reader sees
+    assert step == 3                                   # the EMA weights, which the export wrote
+    for mine, exported in ((unet, model.pipe.unet), (text, model.pipe.text_encoder)):
+        theirs = exported.state_dict()
+        assert all(v.equal(theirs[k]) for k, v in mine.state_dict().items())
+    assert train.load_ema_shapes(tmp_path / "none.ckpt") is None
 
 
 def test_training_captions_cover_the_null_prompt():
@@ -79,7 +84,8 @@ def test_smoke_training_on_world_v2_knows_its_new_words(tmp_path):
 
     import numpy as np
 
-    args = ["shapes", "--smoke", "--world-version", "2", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")]
+    args = ["shapes", "--smoke", "--world-version", "2", "--object-weight", "3", "--workdir", str(tmp_path / "w"),
+            "--out", str(tmp_path / "out")]
     train.main(args)
     assert json.loads((tmp_path / "out" / "toy-shapes" / "TRAINING.json").read_text())["world_version"] == 2
     model = conceptlab.load(str(tmp_path / "out" / "toy-shapes"))

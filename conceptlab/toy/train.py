@@ -258,6 +258,17 @@ def load_ckpt(path: Path):
 
 
 @torch.no_grad()
+def load_ema_shapes(path: Path):
+    """(EMA UNet, EMA text encoder, step) of a toy-shapes training's checkpoint (train_unet's `unet.ckpt`), in
+    eval mode; None when there is none yet. What a run's readers (benchmarks/world_v2_*.py) look at mid-run."""
+    ck = load_ckpt(path)
+    if ck is None:
+        return None
+    unet, text = nets.unet(), nets.text_encoder(vocab.VOCAB_DIR)
+    unet.load_state_dict(ck["ema_unet"]); text.load_state_dict(ck["ema_text"])
+    return unet.eval(), text.eval(), ck["step"]
+
+
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float):
     for e, p in zip(ema.parameters(), model.parameters()):
         e.lerp_(p, 1 - decay)
