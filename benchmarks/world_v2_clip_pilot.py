@@ -2,10 +2,11 @@
 colour right, shapes at chance)? Short toy-clip trainings on v2's train split, one factor changed each, scored
 by zero-shot accuracy on 600 held-out one-object v2 scenes (colour and shape apart).
 
-    .venv/bin/python benchmarks/world_v2_clip_pilot.py ARM [--steps N]   # ARM: as-is, no-diamond, one-object (on
-                                                                          # the first v2), v2 (today's),
-                                                                          # no-overlap; appends to
-                                                                          # results/world_v2_clip_pilot.json
+    .venv/bin/python benchmarks/world_v2_clip_pilot.py ARM [--steps N] [--hard-negatives P]
+
+ARM: as-is, no-diamond, one-object (on the first v2, with a diamond), v2 (today's shapes.V2). --hard-negatives P:
+toy.train's --clip-hard-negatives (a one-object phrase brings the same colour with another shape, as a negative,
+with chance P). Each run appends a row to results/world_v2_clip_pilot.json.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 import conceptlab
 from conceptlab.toy import train
@@ -39,16 +41,21 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("arm", choices=["as-is", "no-diamond", "one-object", "v2"])
     p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--hard-negatives", type=float, default=0.0,
+                   help="toy.train's --clip-hard-negatives: a one-object phrase brings its shape-swapped twin")
     args = p.parse_args()
     W = shapes.V2 if args.arm == "v2" else FIRST_V2
     data = train.world_data(20000, Path(".toy_runs/v2"), W)
     idx = [i for i in range(len(data["labels"])) if keep(args.arm, data["labels"][i], data["objects"][i])]
     sub = dict(images=data["images"][idx], labels=[data["labels"][i] for i in idx],
                backgrounds=[data["backgrounds"][i] for i in idx])
-    work = Path(f".toy_runs/clip_pilot/{args.arm}-{args.steps}")
+    work = Path(f".toy_runs/clip_pilot/{args.arm}-{args.steps}" + (f"-hard{args.hard_negatives:g}"
+                                                                    if args.hard_negatives else ""))
     work.mkdir(parents=True, exist_ok=True)
-    opts = SimpleNamespace(seed=0, clip_lr=1e-3, clip_steps=args.steps, clip_batch=128)
+    opts = SimpleNamespace(seed=0, clip_lr=1e-3, clip_steps=args.steps, clip_batch=128,
+                           clip_hard_negatives=args.hard_negatives)
     t0 = time.time()
+    torch.manual_seed(opts.seed)                        # the init (the arms up to no-diamond started unseeded)
     model, tok = train.train_clip(sub, opts, work)
     seconds = time.time() - t0
     train.export_clip(model, tok, work / "out", dict(clip_steps=args.steps))
@@ -58,7 +65,8 @@ def main():
     pred = clip.zero_shot([s.pil() for s in scenes], [f"a {lab}" for lab in labels]).argmax(-1).tolist()
     said = [labels[k].split() for k in pred]
     truth = [s.labels[0].split() for s in scenes]
-    res = dict(arm=args.arm, steps=args.steps, train_scenes=len(idx), seconds=round(seconds),
+    res = dict(arm=args.arm, steps=args.steps, hard_negatives=args.hard_negatives, train_scenes=len(idx),
+               seconds=round(seconds), threads=torch.get_num_threads(),
                accuracy=float(np.mean([a == b for a, b in zip(said, truth)])),
                colour=float(np.mean([a[0] == b[0] for a, b in zip(said, truth)])),
                shape=float(np.mean([a[1] == b[1] for a, b in zip(said, truth)])), scenes=len(scenes))

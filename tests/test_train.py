@@ -79,13 +79,28 @@ def test_denoising_loss_weighs_object_pixels_and_keeps_its_scale():
                - float(train.denoising_loss(everywhere, noise, snr))) < 1e-6
 
 
+def test_contrastive_loss_takes_hard_negatives_without_a_positive():
+    import torch
+    import torch.nn.functional as F
+    torch.manual_seed(0)
+    logits, target = torch.randn(4, 4), torch.eye(4)
+    target[0, 1] = 1                                                  # text 1 describes images 0 and 1
+    clip = 0.5 * (F.cross_entropy(logits, target / target.sum(1, keepdim=True))
+                  + F.cross_entropy(logits.T, target.T / target.T.sum(1, keepdim=True)))
+    assert torch.allclose(train.contrastive_loss(logits, target), clip)   # every text has a positive: CLIP's loss
+    hard = torch.cat([target, torch.zeros(4, 1)], 1)                  # a fifth text that describes no image
+    low, high = (train.contrastive_loss(torch.cat([logits, torch.full((4, 1), v)], 1), hard) for v in (-5.0, 5.0))
+    assert torch.isfinite(low) and torch.isfinite(high)
+    assert high > low > clip                                          # a negative the images must score low
+
+
 def test_smoke_training_on_world_v2_knows_its_new_words(tmp_path):
     import json
 
     import numpy as np
 
-    args = ["shapes", "--smoke", "--world-version", "2", "--object-weight", "3", "--workdir", str(tmp_path / "w"),
-            "--out", str(tmp_path / "out")]
+    args = ["shapes", "--smoke", "--world-version", "2", "--object-weight", "3", "--clip-hard-negatives", "0.5",
+            "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")]
     train.main(args)
     assert json.loads((tmp_path / "out" / "toy-shapes" / "TRAINING.json").read_text())["world_version"] == 2
     model = conceptlab.load(str(tmp_path / "out" / "toy-shapes"))

@@ -435,9 +435,24 @@ def describes(text_labels: list[str], text_bg: str | None, labels: list[str], bg
     return set(text_labels) <= set(labels) and (text_bg is None or text_bg == bg)
 
 
+def contrastive_loss(logits_per_image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric contrastive loss (Radford et al. 2021) with many positives: logits_per_image (images, texts);
+    target (images, texts) 1 where the text truly describes the image. Each side's cross-entropy is against its
+    positives spread evenly; a text that describes no image in the batch (a hard negative) is a negative for every
+    image and has no text-to-image term of its own."""
+    to_texts = F.cross_entropy(logits_per_image, target / target.sum(1, keepdim=True))
+    has = target.sum(0) > 0                                                   # texts with a positive image
+    to_images = F.cross_entropy(logits_per_image.T[has], target.T[has] / target.T[has].sum(1, keepdim=True))
+    return 0.5 * (to_texts + to_images)
+
+
 def train_clip(data, args, workdir: Path):
     """toy-clip: CLIP's symmetric contrastive loss, with targets from the world's ground truth
-    (a text is a positive for every image it truly describes, not only its own)."""
+    (a text is a positive for every image it truly describes, not only its own). With args.clip_hard_negatives
+    = p, a one-object phrase ("a red circle") brings, with chance p, the same colour with another shape ("a red
+    square") into the batch's texts: a negative for its image, unless that image holds one too."""
+    hard = getattr(args, "clip_hard_negatives", 0.0)
+    kinds = sorted({lab.split()[1] for labels in data["labels"] for lab in labels})     # the world's shapes
     ck_path = workdir / "clip.ckpt"
     tok = vocab.tokenizer()
     tokens = Tokens(tok)
@@ -464,6 +479,10 @@ def train_clip(data, args, workdir: Path):
             elif u < 0.6:                                          # one object's phrase
                 lab = [labels[int(rng.integers(len(labels)))]]
                 texts.append(f"a {lab[0]}"); named.append((lab, None))
+                if hard and rng.random() < hard:                   # its shape swapped: a hard negative
+                    colour, shape = lab[0].split()
+                    other = f"{colour} {rng.choice([k for k in kinds if k != shape])}"
+                    texts.append(f"a {other}"); named.append(([other], None))
             else:                                                  # the caption, with or without background
                 use_bg = bg if u < 0.85 else None
                 objs = objects_of(labels)
@@ -472,9 +491,7 @@ def train_clip(data, args, workdir: Path):
         target = torch.tensor([[describes(tl, tb, data["labels"][i], data["backgrounds"][i]) for tl, tb in named]
                                for i in idx], dtype=torch.float32)                  # (images, texts)
         out = model(input_ids=tokens(texts), pixel_values=x)
-        li = out.logits_per_image
-        loss = 0.5 * (F.cross_entropy(li, target / target.sum(1, keepdim=True))
-                      + F.cross_entropy(li.T, target.T / target.T.sum(1, keepdim=True)))
+        loss = contrastive_loss(out.logits_per_image, target)
         opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
         step += 1
         bar.update(1); bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -529,6 +546,9 @@ def main(argv=None):
     p.add_argument("--vae-lr", type=float, default=2e-3)
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--clip-lr", type=float, default=1e-3)
+    p.add_argument("--clip-hard-negatives", type=float, default=0.0,
+                   help="toy-clip: chance that a one-object phrase brings the same colour with another shape into "
+                        "the batch's texts, as a negative (0: none)")
     p.add_argument("--ema", type=float, default=0.999)
     p.add_argument("--grounding", type=float, default=0.1,
                    help="weight of the TokenCompose token loss that ties each object word's cross-attention to "
