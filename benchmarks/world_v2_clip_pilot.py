@@ -2,7 +2,7 @@
 colour right, shapes at chance)? Short toy-clip trainings on v2's train split, one factor changed each, scored
 by zero-shot accuracy on 600 held-out one-object v2 scenes (colour and shape apart).
 
-    .venv/bin/python benchmarks/world_v2_clip_pilot.py ARM [--steps N] [--hard-negatives P]
+    .venv/bin/python benchmarks/world_v2_clip_pilot.py ARM [--steps N] [--hard-negatives P] [--seed S]
 
 ARM: as-is, no-diamond, one-object (on the first v2, with a diamond), v2 (today's shapes.V2). --hard-negatives P:
 toy.train's --clip-hard-negatives (a one-object phrase brings the same colour with another shape, as a negative,
@@ -41,6 +41,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("arm", choices=["as-is", "no-diamond", "one-object", "v2"])
     p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0, help="the init's and the batches' seed")
     p.add_argument("--hard-negatives", type=float, default=0.0,
                    help="toy.train's --clip-hard-negatives: a one-object phrase brings its shape-swapped twin")
     args = p.parse_args()
@@ -50,9 +51,10 @@ def main():
     sub = dict(images=data["images"][idx], labels=[data["labels"][i] for i in idx],
                backgrounds=[data["backgrounds"][i] for i in idx])
     work = Path(f".toy_runs/clip_pilot/{args.arm}-{args.steps}" + (f"-hard{args.hard_negatives:g}"
-                                                                    if args.hard_negatives else ""))
+                                                                    if args.hard_negatives else "")
+                + (f"-seed{args.seed}" if args.seed else ""))
     work.mkdir(parents=True, exist_ok=True)
-    opts = SimpleNamespace(seed=0, clip_lr=1e-3, clip_steps=args.steps, clip_batch=128,
+    opts = SimpleNamespace(seed=args.seed, clip_lr=1e-3, clip_steps=args.steps, clip_batch=128,
                            clip_hard_negatives=args.hard_negatives)
     t0 = time.time()
     torch.manual_seed(opts.seed)                        # the init (the arms up to no-diamond started unseeded)
@@ -65,7 +67,7 @@ def main():
     pred = clip.zero_shot([s.pil() for s in scenes], [f"a {lab}" for lab in labels]).argmax(-1).tolist()
     said = [labels[k].split() for k in pred]
     truth = [s.labels[0].split() for s in scenes]
-    res = dict(arm=args.arm, steps=args.steps, hard_negatives=args.hard_negatives, train_scenes=len(idx),
+    res = dict(arm=args.arm, steps=args.steps, seed=args.seed, hard_negatives=args.hard_negatives, train_scenes=len(idx),
                seconds=round(seconds), threads=torch.get_num_threads(),
                accuracy=float(np.mean([a == b for a, b in zip(said, truth)])),
                colour=float(np.mean([a[0] == b[0] for a, b in zip(said, truth)])),
