@@ -14,8 +14,9 @@ toy.train.training_caption: 70% name every object, no size words); v2-frozentext
 left at its random init and not trained: benchmarks/world_v2_text_collapse.py finds that every from-scratch run
 merges "circle" and "square" in its text encoder). --grounding (default 0.1, the recipe's) sets
 the grounding loss's weight, --object-weight W (default 0) weighs an object's latent pixels (1 + W) times a
-background one's in the denoising loss, --batch (default 64) the batch; an arm run with other values gets its own
-workdir, ARM-groundingG-objwW-batchB (the changed ones only). A finished arm
+background one's in the denoising loss, --batch (default 64) the batch, --shape-swap N (default 0) adds toy.train's
+shape_swap_loss on N scenes a batch (weight 0.1); an arm run with other values gets its own workdir,
+ARM-groundingG-objwW-batchB-swapN (the changed ones only). A finished arm
 run again with more --steps continues from its checkpoint (a warm restart of the cosine schedule).
 """
 from __future__ import annotations
@@ -49,6 +50,8 @@ def main():
     p.add_argument("--object-weight", type=float, default=0.0,
                    help="toy.train's --object-weight: an object's latent pixels weigh (1 + this) in the loss")
     p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--shape-swap", type=int, default=0,
+                   help="toy.train's --shape-swap: scenes per batch also denoised with a shape word swapped")
     args = p.parse_args()
     if not (VAE / "config.json").exists():
         raise SystemExit(f"no v2 VAE at {VAE}: train one with `python -m conceptlab.toy.train shapes "
@@ -63,13 +66,13 @@ def main():
         data = dict(data, radii=None)
     name = args.arm + ("" if args.grounding == 0.1 else f"-grounding{args.grounding:g}") + \
         ("" if args.object_weight == 0 else f"-objw{args.object_weight:g}") + \
-        ("" if args.batch == 64 else f"-batch{args.batch}")
+        ("" if args.batch == 64 else f"-batch{args.batch}") + ("" if not args.shape_swap else f"-swap{args.shape_swap}")
     work = ROOT / name
     work.mkdir(parents=True, exist_ok=True)
     (work / "world.json").write_text(json.dumps({"world_version": ARMS[args.arm].version}))   # for world_v2_peek.py
     (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
     opts = SimpleNamespace(seed=0, unet_lr=1e-3, unet_steps=args.steps, batch=args.batch, ema=0.999, grounding=args.grounding,
-                           object_weight=args.object_weight,
+                           object_weight=args.object_weight, shape_swap=args.shape_swap, shape_swap_weight=0.1,
                            command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
     vae = AutoencoderKL.from_pretrained(VAE)
     print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"

@@ -94,13 +94,44 @@ def test_contrastive_loss_takes_hard_negatives_without_a_positive():
     assert high > low > clip                                          # a negative the images must score low
 
 
+def test_swap_shapes_swaps_one_named_shape_word_per_caption():
+    import numpy as np
+    from conceptlab.toy import vocab
+    tokens = train.Tokens(vocab.tokenizer())
+    caps = ["a red circle and a blue square", "grass", "a yellow triangle on sand"]
+    ids = tokens(caps)
+    pairs = [(0, 1, 2), (0, 1, 3), (0, 2, 6), (0, 2, 7), (2, 1, 2), (2, 1, 3)]   # (row, object, colour/shape position)
+    shape_ids = tokens.tok.convert_tokens_to_ids([f"{s}</w>" for s in train.shapes.SHAPES])
+    before = ids.clone()
+    rows, swapped, objects = train.swap_shapes(ids, pairs, shape_ids, np.random.default_rng(0), n=5)
+    assert rows == [0, 2] and objects == [1, 1] and ids.equal(before)       # captions naming no object are left out
+    for r, j in enumerate(rows):
+        changed = (swapped[r] != ids[j]).nonzero().flatten().tolist()
+        assert changed == [3] and int(swapped[r, 3]) in shape_ids           # only the first shape word, to a shape
+    assert train.swap_shapes(ids, pairs, shape_ids, np.random.default_rng(0), n=1)[0] == [0]
+
+
+def test_shape_swap_loss_ranks_the_true_caption_first():
+    import torch
+    torch.manual_seed(0)
+    noise = torch.randn(2, 4, 16, 16)
+    masks = torch.zeros(2, 1, 16, 16)
+    masks[:, :, 4:8, 4:8] = 1
+    close, far = noise + 0.1, noise + 1.0
+    good, bad = train.shape_swap_loss(close, far, noise, masks), train.shape_swap_loss(far, close, noise, masks)
+    assert good < 0.01 and bad > 8.0                                  # softplus(10 x -0.98), softplus(10 x 0.98)
+    outside = far.clone()
+    outside[:, :, 4:8, 4:8] = close[:, :, 4:8, 4:8]                   # errors off the object do not count
+    assert torch.allclose(train.shape_swap_loss(close, outside, noise, masks), torch.log(torch.tensor(2.0)))
+
+
 def test_smoke_training_on_world_v2_knows_its_new_words(tmp_path):
     import json
 
     import numpy as np
 
     args = ["shapes", "--smoke", "--world-version", "2", "--object-weight", "3", "--clip-hard-negatives", "0.5",
-            "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")]
+            "--shape-swap", "4", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")]
     train.main(args)
     assert json.loads((tmp_path / "out" / "toy-shapes" / "TRAINING.json").read_text())["world_version"] == 2
     model = conceptlab.load(str(tmp_path / "out" / "toy-shapes"))

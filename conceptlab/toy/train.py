@@ -211,6 +211,37 @@ def denoising_loss(pred: torch.Tensor, noise: torch.Tensor, snr: torch.Tensor, o
     return (per.mean((1, 2, 3)) * snr.clamp(max=5.0) / snr).mean()
 
 
+def shape_swap_loss(pred: torch.Tensor, pred_swapped: torch.Tensor, noise: torch.Tensor, masks: torch.Tensor,
+                    sharpness: float = 10.0) -> torch.Tensor:
+    """A ranking loss on the denoising error read as a classifier (as Li et al. 2023's Diffusion Classifier reads
+    it): on a named object's latent pixels the error with the true caption should be below the error with the
+    object's shape word swapped ("a red circle" -> "a red square"). softplus(sharpness x (e_true - e_swapped) /
+    (e_true + e_swapped)): the gap relative to the errors, so its scale does not follow the noise level.
+    pred, pred_swapped, noise: (n, C, h, w); masks: (n, 1, h, w), the share of each latent pixel the object covers."""
+    area = masks.sum((1, 2, 3)).clamp_min(1e-8)
+    e_true = ((pred - noise) ** 2 * masks).sum((1, 2, 3)) / area                   # (n,)
+    e_swap = ((pred_swapped - noise) ** 2 * masks).sum((1, 2, 3)) / area
+    return F.softplus(sharpness * (e_true - e_swap) / (e_true + e_swap).detach().clamp_min(1e-8)).mean()
+
+
+def swap_shapes(ids: torch.Tensor, pairs: list[tuple[int, int, int]], shape_ids: list[int], rng: np.random.Generator,
+                n: int) -> tuple[list[int], torch.Tensor, list[int]]:
+    """For up to n captions that name an object: (their rows in the batch, their token ids (n', L) with the first
+    named object's shape token replaced by another shape's, that object's number). ids: (B, L) the batch's token
+    ids; pairs: shapes_captions' (row, object number, token position); shape_ids: the shape words' token ids."""
+    first: dict[int, tuple[int, int]] = {}
+    for j, k, pos in pairs:
+        if int(ids[j, pos]) in shape_ids:
+            first.setdefault(j, (k, pos))
+    rows = sorted(first)[:n]                             # the batch's scenes are drawn at random: any n will do
+    swapped = ids[rows].clone()
+    for r, j in enumerate(rows):
+        pos = first[j][1]
+        others = [s for s in shape_ids if s != int(swapped[r, pos])]
+        swapped[r, pos] = others[int(rng.integers(len(others)))]
+    return rows, swapped, [first[j][0] for j in rows]
+
+
 # -------------------------------------------------------------------------------------- grounding
 GROUNDED = r"^(down_blocks|up_blocks)\..*attn2$"      # cross-attention at 16x16 and 8x8 (not the 4x4 middle)
 
@@ -394,6 +425,8 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
     alphas = sched.alphas_cumprod
     ground = args.grounding > 0 and objects is not None
     object_weight = getattr(args, "object_weight", 0.0) if objects is not None else 0.0
+    swap_n = getattr(args, "shape_swap", 0) if objects is not None else 0
+    shape_ids = tok.convert_tokens_to_ids([f"{s}</w>" for s in shapes.SHAPES])
     objects = None if objects is None else torch.as_tensor(objects).long()
     grab = CrossAttentionMaps(unet) if ground else contextlib.nullcontext()
     bar = tqdm(total=args.unet_steps, initial=step, desc="UNet + text encoder", mininterval=2)
@@ -407,13 +440,20 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
         t = torch.randint(0, sched.config.num_train_timesteps, (args.batch,), generator=g)
         a = alphas[t].view(-1, 1, 1, 1)
         zt = a.sqrt() * z0 + (1 - a).sqrt() * noise                  # DDPM forward process (Ho et al. eq. 4)
-        cond = text(tokens(caps)).last_hidden_state
+        ids = tokens(caps)
+        cond = text(ids).last_hidden_state
         snr = a.flatten() / (1 - a.flatten())
         with grab:
             pred = unet(zt, t, cond).sample
         loss = denoising_loss(pred, noise, snr, objects[idx] if object_weight else None, object_weight)
         g_loss = grounding_loss(grab.maps, objects[idx], pairs) if ground else torch.zeros(())
         loss = loss + args.grounding * g_loss
+        if swap_n and pairs:                  # the same noisy latents, denoised again with a shape word swapped
+            rows, swapped, ks = swap_shapes(ids, pairs, shape_ids, rng, swap_n)
+            masks = F.adaptive_avg_pool2d((objects[idx[rows]] == torch.tensor(ks).view(-1, 1, 1)).float()[:, None],
+                                          pred.shape[-2:])                                 # (n, 1, h, w)
+            pred_swapped = unet(zt[rows], t[rows], text(swapped).last_hidden_state).sample
+            loss = loss + args.shape_swap_weight * shape_swap_loss(pred[rows], pred_swapped, noise[rows], masks)
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
         step += 1
@@ -556,6 +596,10 @@ def main(argv=None):
     p.add_argument("--object-weight", type=float, default=0.0,
                    help="toy-shapes: the denoising loss counts a latent pixel on an object (1 + this) times a "
                         "background one's (0: every pixel alike)")
+    p.add_argument("--shape-swap", type=int, default=0,
+                   help="toy-shapes: scenes per batch denoised again with a named object's shape word swapped, "
+                        "for shape_swap_loss (0: none; each costs a UNet forward and backward)")
+    p.add_argument("--shape-swap-weight", type=float, default=0.1, help="shape_swap_loss's weight")
     p.add_argument("--full-captions", type=float, default=0.6,
                    help="toy-sounds: share of captions naming every source (10%% are empty, the rest name a "
                         "random subset)")
