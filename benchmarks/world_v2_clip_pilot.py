@@ -14,7 +14,6 @@ import argparse
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -54,8 +53,7 @@ def main():
                                                                     if args.hard_negatives else "")
                 + (f"-seed{args.seed}" if args.seed else ""))
     work.mkdir(parents=True, exist_ok=True)
-    opts = SimpleNamespace(seed=args.seed, clip_lr=1e-3, clip_steps=args.steps, clip_batch=128,
-                           clip_hard_negatives=args.hard_negatives)
+    opts = train.options(seed=args.seed, clip_steps=args.steps, clip_hard_negatives=args.hard_negatives)
     t0 = time.time()
     torch.manual_seed(opts.seed)                        # the init (the arms up to no-diamond started unseeded)
     model, tok = train.train_clip(sub, opts, work)

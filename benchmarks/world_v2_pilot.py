@@ -91,8 +91,8 @@ def main():
         t0 = time.time()
         rng = np.random.default_rng(0)
         d = arm_data(data, arm, rng)
-        run = argparse.Namespace(unet_lr=args.lr, unet_steps=args.steps, batch=64, seed=0, ema=0.999, grounding=0.1,
-                                 command=f"world_v2_pilot {arm} {args.steps} steps lr {args.lr}")
+        run = train.options(unet_lr=args.lr, unet_steps=args.steps,
+                            command=f"world_v2_pilot {arm} {args.steps} steps lr {args.lr}")
         key = arm if args.steps == 600 else f"{arm} {args.steps} steps"
         work = args.workdir / key.replace("+", "_").replace(" ", "_")
         work.mkdir(parents=True, exist_ok=True)

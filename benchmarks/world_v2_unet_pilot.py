@@ -26,7 +26,6 @@ import json
 import dataclasses
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -71,9 +70,9 @@ def main():
     work.mkdir(parents=True, exist_ok=True)
     (work / "world.json").write_text(json.dumps({"world_version": ARMS[args.arm].version}))   # for world_v2_peek.py
     (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
-    opts = SimpleNamespace(seed=0, unet_lr=1e-3, unet_steps=args.steps, batch=args.batch, ema=0.999, grounding=args.grounding,
-                           object_weight=args.object_weight, shape_swap=args.shape_swap, shape_swap_weight=0.1,
-                           command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
+    opts = train.options(unet_steps=args.steps, batch=args.batch, grounding=args.grounding,
+                         object_weight=args.object_weight, shape_swap=args.shape_swap,
+                         command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
     vae = AutoencoderKL.from_pretrained(VAE)
     print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"
           f" objects per 100")
@@ -84,7 +83,7 @@ def main():
         text.requires_grad_(False)
     train.train_unet(train.to_float(data["images"]), train.shapes_captions(data, every=every), vae, unet,
                      text, vocab.tokenizer(vocab.VOCAB_DIR), opts, work,
-                     objects=data["objects"])
+                     objects=data["objects"], shape_words=ARMS[args.arm].shapes)
     print(f"done: read it with benchmarks/world_v2_peek.py {work} --seeds 3")
 
 

@@ -141,3 +141,24 @@ def test_smoke_training_on_world_v2_knows_its_new_words(tmp_path):
     assert empty and all(not data["objects"][i].any() for i in empty)      # an empty scene has no object pixels
     assert data["radii"] is not None and np.array_equal(data["objects"], train.world_data(64, tmp_path / "w",
                                                                                             train.shapes.V2)["objects"])
+
+
+def test_options_are_the_command_defaults_with_named_changes():
+    import pytest
+    args = train.options(unet_steps=10, shape_swap=4)
+    defaults = vars(train.parser().parse_args(["shapes"]))
+    assert (args.unet_steps, args.shape_swap) == (10, 4)
+    assert {k: v for k, v in vars(args).items() if k not in ("unet_steps", "shape_swap", "command")} == \
+        {k: v for k, v in defaults.items() if k not in ("unet_steps", "shape_swap")}
+    assert "unet_steps=10" in args.command and train.options(command="mine").command == "mine"
+    with pytest.raises(TypeError, match="no option shape_swaps"):      # a misspelt option is refused, not ignored
+        train.options(shape_swaps=4)
+
+
+def test_shape_swap_without_the_worlds_shapes_is_refused_at_the_door(tmp_path):
+    import pytest
+    import torch
+    args = train.options(shape_swap=4)
+    with pytest.raises(ValueError, match="shape_words"):
+        train.train_unet(torch.zeros(2, 3, 32, 32), None, None, None, None, None, args, tmp_path,
+                         objects=torch.zeros(2, 32, 32))

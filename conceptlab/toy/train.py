@@ -394,10 +394,16 @@ def sounds_captions(data, full: float = 0.6):
     return captions
 
 
-def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdir: Path, objects=None):
+def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdir: Path, objects=None,
+               shape_words=()):
     """UNet + CLIP text encoder on epsilon prediction over images x_all (N, C, H, W) in [-1, 1], with
     captions from `captions(indices, rng, tokens)` (see shapes_captions); EMA weights are exported.
-    objects (N, H, W): object maps for the grounding loss (toy-shapes only)."""
+    objects (N, H, W): object maps for the grounding loss (toy-shapes only). shape_words: the world's shapes,
+    which args.shape_swap swaps for one another (toy-shapes only)."""
+    swap_n = args.shape_swap if objects is not None else 0
+    if swap_n and len(shape_words) < 2:
+        raise ValueError(f"args.shape_swap={swap_n} swaps a caption's shape word for another of the world's, but "
+                         f"shape_words={tuple(shape_words)!r} names fewer than two: pass the world's `shapes`")
     ck_path = workdir / "unet.ckpt"
     tokens = Tokens(tok)
     params = list(unet.parameters()) + list(text.parameters())
@@ -424,9 +430,8 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
     sf = vae.config.scaling_factor
     alphas = sched.alphas_cumprod
     ground = args.grounding > 0 and objects is not None
-    object_weight = getattr(args, "object_weight", 0.0) if objects is not None else 0.0
-    swap_n = getattr(args, "shape_swap", 0) if objects is not None else 0
-    shape_ids = tok.convert_tokens_to_ids([f"{s}</w>" for s in shapes.SHAPES])
+    object_weight = args.object_weight if objects is not None else 0.0
+    shape_ids = tok.convert_tokens_to_ids([f"{s}</w>" for s in shape_words])
     objects = None if objects is None else torch.as_tensor(objects).long()
     grab = CrossAttentionMaps(unet) if ground else contextlib.nullcontext()
     bar = tqdm(total=args.unet_steps, initial=step, desc="UNet + text encoder", mininterval=2)
@@ -491,7 +496,7 @@ def train_clip(data, args, workdir: Path):
     (a text is a positive for every image it truly describes, not only its own). With args.clip_hard_negatives
     = p, a one-object phrase ("a red circle") brings, with chance p, the same colour with another shape ("a red
     square") into the batch's texts: a negative for its image, unless that image holds one too."""
-    hard = getattr(args, "clip_hard_negatives", 0.0)
+    hard = args.clip_hard_negatives
     kinds = sorted({lab.split()[1] for labels in data["labels"] for lab in labels})     # the world's shapes
     ck_path = workdir / "clip.ckpt"
     tok = vocab.tokenizer()
@@ -565,7 +570,8 @@ def export_clip(model, tok, out: Path, meta: dict):
     (out / "toy-clip" / "TRAINING.json").write_text(json.dumps(meta, indent=2))
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
+    """The training command's options, with their defaults (the recipe the embedded weights were trained by)."""
     p = argparse.ArgumentParser(prog="python -m conceptlab.toy.train", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("world", choices=["shapes", "sounds"], help="which embedded world to train")
@@ -609,6 +615,26 @@ def main(argv=None):
     p.add_argument("--workdir", type=Path, default=None, help="checkpoints (default: .toy_runs/<world>)")
     p.add_argument("--out", type=Path, default=WEIGHTS)
     p.add_argument("--smoke", action="store_true", help="3 steps per stage on 64 scenes, into --workdir (for tests)")
+    return p
+
+
+def options(world: str = "shapes", command: str | None = None, **overrides) -> argparse.Namespace:
+    """The command's options for `world` with its defaults, some replaced by keyword (dashes as underscores):
+    what a script that calls train_unet or train_clip itself passes as `args`, so it trains by the same recipe.
+    options(unet_steps=1500, shape_swap=16); an unknown name is refused, so a renamed option cannot go stale.
+    command: what the run's history records as its command (default: this call)."""
+    args = parser().parse_args([world])
+    unknown = sorted(set(overrides) - set(vars(args)))
+    if unknown:
+        raise TypeError(f"train.options: no option {', '.join(unknown)}; the options are "
+                        f"{', '.join(sorted(vars(args)))}")
+    vars(args).update(overrides)
+    args.command = command or "train.options(" + ", ".join(f"{k}={v!r}" for k, v in overrides.items()) + ")"
+    return args
+
+
+def main(argv=None):
+    p = parser()
     args = p.parse_args(argv)
     if args.world == "sounds" and args.stage == "clip":
         p.error("toy-sounds has no clip stage: its oracle is the sounds world's band energy")
@@ -652,7 +678,8 @@ def main(argv=None):
             unet_net = nets.unet() if args.world == "shapes" else nets.sound_unet()
             unet, text, tok, history = train_unet(x_all, captions, vae, unet_net, nets.text_encoder(vocab_dir),
                                                   vocab.tokenizer(vocab_dir), args, args.workdir,
-                                                  objects=data.get("objects"))
+                                                  objects=data.get("objects"),
+                                                  shape_words=shapes.WORLDS[args.world_version].shapes)
             export_pipeline(name, vae, unet, text, tok, args.out,
                             dict(dict(vae_steps=args.vae_steps) | meta, unet_steps=args.unet_steps,
                                  unet_history=history, seconds=round(time.time() - t0)))
