@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
@@ -51,6 +52,11 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--shape-swap", type=int, default=0,
                    help="toy.train's --shape-swap: scenes per batch also denoised with a shape word swapped")
+    p.add_argument("--empty-captions", type=float, default=0.10,
+                   help="toy.train's --empty-captions: share of a scene with objects' captions that are \"\"")
+    p.add_argument("--from", dest="start", type=Path, default=None,
+                   help="start from this run's unet.ckpt (a fine-tune: its step, optimizer and EMA go on) instead "
+                        "of a fresh init; --steps is then the total, the cosine schedule restarted part-way")
     args = p.parse_args()
     if not (VAE / "config.json").exists():
         raise SystemExit(f"no v2 VAE at {VAE}: train one with `python -m conceptlab.toy.train shapes "
@@ -65,15 +71,22 @@ def main():
         data = dict(data, radii=None)
     name = args.arm + ("" if args.grounding == 0.1 else f"-grounding{args.grounding:g}") + \
         ("" if args.object_weight == 0 else f"-objw{args.object_weight:g}") + \
-        ("" if args.batch == 64 else f"-batch{args.batch}") + ("" if not args.shape_swap else f"-swap{args.shape_swap}")
+        ("" if args.batch == 64 else f"-batch{args.batch}") + ("" if not args.shape_swap else f"-swap{args.shape_swap}") + \
+        ("" if args.empty_captions == 0.10 else f"-empty{args.empty_captions:g}") + \
+        ("" if args.start is None else f"-from-{args.start.name}")
     work = ROOT / name
     work.mkdir(parents=True, exist_ok=True)
     (work / "world.json").write_text(json.dumps({"world_version": ARMS[args.arm].version}))   # for world_v2_peek.py
+    if args.start is not None and not (work / "unet.ckpt").exists():
+        if not (args.start / "unet.ckpt").exists():
+            raise SystemExit(f"--from {args.start}: it has no unet.ckpt to start from")
+        shutil.copyfile(args.start / "unet.ckpt", work / "unet.ckpt")          # train_unet resumes from it
+        (work / "vae").exists() or (work / "vae").symlink_to((args.start / "vae").resolve())
     (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
     opts = train.options(unet_steps=args.steps, batch=args.batch, grounding=args.grounding,
                          object_weight=args.object_weight, shape_swap=args.shape_swap,
                          command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
-    vae = AutoencoderKL.from_pretrained(VAE)
+    vae = AutoencoderKL.from_pretrained(work / "vae")            # --from: that run's VAE
     print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"
           f" objects per 100")
     every = 0.5 if "every0.5" in args.arm else 0.25
@@ -81,7 +94,7 @@ def main():
     unet, text = nets.unet(), nets.text_encoder(vocab.VOCAB_DIR)   # up to v2-frozentext started unseeded)
     if args.arm == "v2-frozentext":                     # no gradient reaches it: AdamW skips it, its EMA stays put
         text.requires_grad_(False)
-    train.train_unet(train.to_float(data["images"]), train.shapes_captions(data, every=every), vae, unet,
+    train.train_unet(train.to_float(data["images"]), train.shapes_captions(data, every=every, empty=args.empty_captions), vae, unet,
                      text, vocab.tokenizer(vocab.VOCAB_DIR), opts, work,
                      objects=data["objects"], shape_words=ARMS[args.arm].shapes)
     print(f"done: read it with benchmarks/world_v2_peek.py {work} --seeds 3")

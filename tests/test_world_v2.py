@@ -77,6 +77,11 @@ def test_size_words_and_alt_text_captions():
     caps = [train.alt_text_caption(labels, radii, "sky", rng)[0] for _ in range(500)]
     assert any("small red circle" in c for c in caps) and any("big black triangle" in c for c in caps)
     assert not any("small blue" in c or "big blue" in c for c in caps)   # a middling object is never sized
+    for empty in (0.0, 0.10, 0.30):                         # "" on a scene with objects: the `empty` share
+        caps = [train.alt_text_caption(labels, radii, "sky", rng, empty=empty)[0] for _ in range(3000)]
+        assert abs(caps.count("") / len(caps) - empty) < 0.02, (empty, caps.count(""))
+    with pytest.raises(ValueError, match="add up to at most 1"):
+        train.alt_text_caption(labels, radii, "sky", rng, empty=0.8, every=0.25)
 
 
 def test_grounding_finds_words_after_a_size_word():

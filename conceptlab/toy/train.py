@@ -125,23 +125,26 @@ def objects_of(labels: list[str], radii: list[float] | None = None) -> list[shap
 
 def alt_text_caption(labels: list[str], radii: list[float] | None, background: str, rng: np.random.Generator,
                      background_only: float = 0.05, every: float = 0.25,
-                     size_words: bool = True) -> tuple[str, list[int]]:
+                     size_words: bool = True, empty: float = 0.10) -> tuple[str, list[int]]:
     """World v2's captions, like alt text: what is there is rarely all named. For a scene with objects: empty
-    10%, the background alone `background_only` (5%), every object `every` (25%, in a random order), otherwise
+    `empty` (10%), the background alone `background_only` (5%), every object `every` (25%, in a random order), otherwise
     a random proper subset (a lone object is named alone); the background said half the time; with size_words,
     each named object's size word (when it has one, shapes.size_word) said half the time. An empty scene: ""
     40%, else its background's name. (The v2 pilot's arms used 10%, 20% and no size words.)
     Returns the caption and the indices of the objects it names, in caption order."""
+    if not (0 <= empty and 0 <= background_only and 0 <= every and empty + background_only + every <= 1):
+        raise ValueError(f"alt_text_caption's shares empty={empty}, background_only={background_only}, "
+                         f"every={every} must each be >= 0 and add up to at most 1")
     objs = objects_of(labels, radii)
     u = rng.random()
     if not objs:
         return ("" if u < 0.4 else background), []
-    if u < 0.10:
+    if u < empty:
         return "", []
-    if u < 0.10 + background_only:
+    if u < empty + background_only:
         return background, []
     order = [int(i) for i in rng.permutation(len(objs))]
-    k = len(objs) if u < 0.10 + background_only + every or len(objs) == 1 else int(rng.integers(1, len(objs)))
+    k = len(objs) if u < empty + background_only + every or len(objs) == 1 else int(rng.integers(1, len(objs)))
     sizes = [bool(rng.random() < 0.5) for _ in range(k)] if size_words else None
     bg = background if rng.random() < 0.5 else None
     return shapes.caption_for([objs[i] for i in order[:k]], bg, sizes), order[:k]
@@ -371,13 +374,15 @@ def band_energy_loss(rec: torch.Tensor, x: torch.Tensor, chunk: int = 16, mels: 
     return ((e_rec - e_x).abs() * w).sum() / w.sum().clamp_min(1e-6) / audio.LOG_MEL_SCALE
 
 
-def shapes_captions(data, every: float = 0.25):
+def shapes_captions(data, every: float = 0.25, empty: float = 0.10):
     """toy-shapes' caption sampler for train_unet: (scene indices, rng, Tokens) -> (captions, grounding pairs).
-    every: world v2's share of captions that name every object (alt_text_caption)."""
+    every, empty: world v2's shares of the captions of scenes with objects that name every object, and that are
+    "" (alt_text_caption)."""
     def caption(i: int, rng: np.random.Generator):
         if data.get("radii") is None:           # world v1 (no sizes kept): its caption mix
             return training_caption(data["labels"][i], data["backgrounds"][i], rng)
-        return alt_text_caption(data["labels"][i], data["radii"][i], data["backgrounds"][i], rng, every=every)
+        return alt_text_caption(data["labels"][i], data["radii"][i], data["backgrounds"][i], rng, every=every,
+                                empty=empty)
 
     def captions(idx: list[int], rng: np.random.Generator, tokens: Tokens):
         caps, named = zip(*[caption(i, rng) for i in idx])
@@ -606,6 +611,9 @@ def parser() -> argparse.ArgumentParser:
                    help="toy-shapes: scenes per batch denoised again with a named object's shape word swapped, "
                         "for shape_swap_loss (0: none; each costs a UNet forward and backward)")
     p.add_argument("--shape-swap-weight", type=float, default=0.1, help="shape_swap_loss's weight")
+    p.add_argument("--empty-captions", type=float, default=0.10,
+                   help="toy-shapes v2: share of the captions of scenes with objects that are empty (\"\"); an "
+                        "empty scene's caption is \"\" 40%% of the time whatever this is")
     p.add_argument("--full-captions", type=float, default=0.6,
                    help="toy-sounds: share of captions naming every source (10%% are empty, the rest name a "
                         "random subset)")
@@ -650,7 +658,8 @@ def main(argv=None):
     t0 = time.time()
     if args.world == "shapes":
         data = world_data(args.scenes, args.workdir, shapes.WORLDS[args.world_version])
-        x_all, captions, new_vae, vocab_dir, name = (to_float(data["images"]), shapes_captions(data), nets.vae,
+        x_all, captions, new_vae, vocab_dir, name = (to_float(data["images"]),
+                                                     shapes_captions(data, empty=args.empty_captions), nets.vae,
                                                      vocab.VOCAB_DIR, "toy-shapes")
     else:
         data = sound_data(args.scenes, args.workdir)

@@ -1,0 +1,48 @@
+"""Removal with "" read from a v2 training's checkpoint (a pilot's or a full run's workdir): its EMA UNet and text
+encoder with its VAE, exported to <workdir>/peek/toy-shapes, then conceptlab.reproduce's `removal` (the protocol of
+benchmarks/world_v2.py and inversions.py, DDIM, 50 steps) on the first --n held-out v2 scenes.
+
+    .venv/bin/python benchmarks/world_v2_removal_peek.py .toy_runs/unet_pilot/ARM [--n 60] [--record]
+
+Prints removed / clean / control kept, and removed by the scene's object count; with --record it keeps the
+reading in benchmarks/results/world_v2_unet_pilot.json under "<workdir's name> @ <step>, removal (n)".
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import reproduced  # noqa: E402  (the paper tables, run through conceptlab.reproduce)
+import world_v2_peek  # noqa: E402  (a workdir's checkpoint as a model)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("workdir", type=Path)
+    p.add_argument("--n", type=int, default=60)
+    p.add_argument("--record", action="store_true")
+    args = p.parse_args()
+    out = args.workdir / "peek"
+    shutil.rmtree(out, ignore_errors=True)
+    _, step = world_v2_peek.load(args.workdir, out)
+    rows = reproduced.rows("removal", model=str(out / "toy-shapes"), n=args.n, steps=50, inversion="ddim")
+    reading = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in ("removed", "clean", "kept")}
+    reading["removed by objects"] = {str(k): round(float(np.mean([r["removed"] for r in rows if r["objects"] == k])), 4)
+                                     for k in sorted({r["objects"] for r in rows})}
+    print(f"{args.workdir.name} @ {step}, removal ({args.n}):", json.dumps(reading))
+    if args.record:
+        res = world_v2_peek.RESULTS
+        found = json.loads(res.read_text()) if res.exists() else {}
+        found[f"{args.workdir.name} @ {step}, removal ({args.n})"] = dict(
+            command="benchmarks/world_v2_removal_peek.py " + " ".join(sys.argv[1:]), **reading)
+        res.write_text(json.dumps(dict(sorted(found.items())), indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
