@@ -162,3 +162,12 @@ def test_shape_swap_without_the_worlds_shapes_is_refused_at_the_door(tmp_path):
     with pytest.raises(ValueError, match="shape_words"):
         train.train_unet(torch.zeros(2, 3, 32, 32), None, None, None, None, None, args, tmp_path,
                          objects=torch.zeros(2, 32, 32))
+
+
+def test_an_option_the_world_does_not_read_is_refused(capsys):
+    import pytest
+    for argv, says in ((["shapes", "--empty-captions", "0.02"], "--world-version 2"),
+                       (["sounds", "--shape-swap", "4"], "toy-shapes' only")):
+        with pytest.raises(SystemExit):
+            train.main(argv + ["--smoke"])
+        assert says in capsys.readouterr().err

@@ -646,6 +646,13 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.world == "sounds" and args.stage == "clip":
         p.error("toy-sounds has no clip stage: its oracle is the sounds world's band energy")
+    # Options a world does not read are refused, not silently ignored (a run would train without them).
+    unread = ["object_weight", "shape_swap", "clip_hard_negatives", "empty_captions"] if args.world == "sounds" else \
+        ["empty_captions"] if args.world_version == 1 else []
+    if changed := [f"--{k.replace('_', '-')}" for k in unread if getattr(args, k) != p.get_default(k)]:
+        p.error(f"{', '.join(changed)} changes nothing for {args.world}"
+                + (" (world v1's captions are its own mix): add --world-version 2" if args.world == "shapes" else
+                   ": those options are toy-shapes' only"))
     args.scenes = args.scenes or (20000 if args.world == "shapes" else 12000)
     args.workdir = args.workdir or Path(".toy_runs") / args.world
     if args.smoke:
