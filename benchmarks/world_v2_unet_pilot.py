@@ -16,7 +16,7 @@ merges "circle" and "square" in its text encoder). --grounding (default 0.1, the
 the grounding loss's weight, --object-weight W (default 0) weighs an object's latent pixels (1 + W) times a
 background one's in the denoising loss, --batch (default 64) the batch, --shape-swap N (default 0) adds toy.train's
 shape_swap_loss on N scenes a batch (weight 0.1); an arm run with other values gets its own workdir,
-ARM-groundingG-objwW-batchB-swapN (the changed ones only). A finished arm
+ARM-groundingG-objwW-batchB-swapN-twinT-eotE-emptyE (the changed ones only; --tag TAG adds -TAG). A finished arm
 run again with more --steps continues from its checkpoint (a warm restart of the cosine schedule).
 """
 from __future__ import annotations
@@ -38,6 +38,9 @@ from conceptlab.worlds import shapes
 ROOT = Path(".toy_runs/unet_pilot")
 VAE = Path(".toy_runs/v2c/vae")
 CLOSE = dataclasses.replace(shapes.V2, close=0.1)
+# The options that name an arm's workdir when they differ from their defaults: (argument, label in the name).
+NAMED = [("grounding", "grounding"), ("object_weight", "objw"), ("batch", "batch"), ("shape_swap", "swap"),
+         ("null_twin", "twin"), ("eot_grounding", "eot"), ("empty_captions", "empty")]
 ARMS = {"v2": shapes.V2, "close0.1": CLOSE, "one-two": shapes.V2, "every0.5": shapes.V2, "close0.1-every0.5": CLOSE,
         "v1": shapes.V1, "v2-v1captions": shapes.V2, "v2-frozentext": shapes.V2}
 
@@ -52,11 +55,17 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--shape-swap", type=int, default=0,
                    help="toy.train's --shape-swap: scenes per batch also denoised with a shape word swapped")
+    p.add_argument("--null-twin", type=float, default=0.0,
+                   help="toy.train's --null-twin: weight of shape_swap_loss against \"\" on the swapped scenes")
+    p.add_argument("--eot-grounding", type=float, default=0.0,
+                   help="toy.train's --eot-grounding: the end-of-text token's attention tied to the scene's objects")
     p.add_argument("--empty-captions", type=float, default=0.10,
                    help="toy.train's --empty-captions: share of a scene with objects' captions that are \"\"")
     p.add_argument("--from", dest="start", type=Path, default=None,
                    help="start from this run's unet.ckpt (a fine-tune: its step, optimizer and EMA go on) instead "
                         "of a fresh init; --steps is then the total, the cosine schedule restarted part-way")
+    p.add_argument("--tag", default=None,
+                   help="appended to the workdir's name: a second run of the same arm (say, a shorter one)")
     args = p.parse_args()
     if not (VAE / "config.json").exists():
         raise SystemExit(f"no v2 VAE at {VAE}: train one with `python -m conceptlab.toy.train shapes "
@@ -69,11 +78,9 @@ def main():
                     objects=data["objects"][keep])
     if args.arm == "v2-v1captions":                     # no sizes: shapes_captions then takes v1's caption mix
         data = dict(data, radii=None)
-    name = args.arm + ("" if args.grounding == 0.1 else f"-grounding{args.grounding:g}") + \
-        ("" if args.object_weight == 0 else f"-objw{args.object_weight:g}") + \
-        ("" if args.batch == 64 else f"-batch{args.batch}") + ("" if not args.shape_swap else f"-swap{args.shape_swap}") + \
-        ("" if args.empty_captions == 0.10 else f"-empty{args.empty_captions:g}") + \
-        ("" if args.start is None else f"-from-{args.start.name}")
+    name = args.arm + "".join(f"-{label}{getattr(args, key):g}" for key, label in NAMED
+                              if getattr(args, key) != p.get_default(key)) + \
+        ("" if args.start is None else f"-from-{args.start.name}") + ("" if args.tag is None else f"-{args.tag}")
     work = ROOT / name
     work.mkdir(parents=True, exist_ok=True)
     (work / "world.json").write_text(json.dumps({"world_version": ARMS[args.arm].version}))   # for world_v2_peek.py
@@ -84,7 +91,8 @@ def main():
         (work / "vae").exists() or (work / "vae").symlink_to((args.start / "vae").resolve())
     (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
     opts = train.options(unet_steps=args.steps, batch=args.batch, grounding=args.grounding,
-                         object_weight=args.object_weight, shape_swap=args.shape_swap,
+                         object_weight=args.object_weight, shape_swap=args.shape_swap, null_twin=args.null_twin,
+                         eot_grounding=args.eot_grounding,
                          command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
     vae = AutoencoderKL.from_pretrained(work / "vae")            # --from: that run's VAE
     print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"

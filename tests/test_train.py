@@ -131,7 +131,8 @@ def test_smoke_training_on_world_v2_knows_its_new_words(tmp_path):
     import numpy as np
 
     args = ["shapes", "--smoke", "--world-version", "2", "--object-weight", "3", "--clip-hard-negatives", "0.5",
-            "--shape-swap", "4", "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")]
+            "--shape-swap", "4", "--null-twin", "0.1", "--eot-grounding", "0.1", "--workdir", str(tmp_path / "w"),
+            "--out", str(tmp_path / "out")]
     train.main(args)
     assert json.loads((tmp_path / "out" / "toy-shapes" / "TRAINING.json").read_text())["world_version"] == 2
     model = conceptlab.load(str(tmp_path / "out" / "toy-shapes"))
@@ -171,3 +172,32 @@ def test_an_option_the_world_does_not_read_is_refused(capsys):
         with pytest.raises(SystemExit):
             train.main(argv + ["--smoke"])
         assert says in capsys.readouterr().err
+
+
+def test_end_of_text_grounding_ties_the_first_end_of_text_token_to_every_object():
+    import torch
+    objects = torch.zeros(2, 32, 32, dtype=torch.long)
+    objects[0, :16, :16], objects[0, 16:, 16:] = 1, 2                 # scene 0: two objects; scene 1: empty
+    union = (objects[0, ::2, ::2] > 0).flatten().float()
+    eos = 9
+    ids = torch.tensor([[8, 5, 6, eos, eos], [8, eos, eos, eos, eos]])   # scene 0's caption ends at 3
+    on_objects, on_one, elsewhere = (torch.zeros(2, 16 * 16, 5) for _ in range(3))
+    on_objects[0, :, 3] = union
+    on_one[0, :, 3] = (objects[0, ::2, ::2] == 1).flatten().float()
+    elsewhere[0, :, 3] = 1 - union
+    elsewhere[0, :, 4] = union                                        # a later end-of-text token does not count
+    for maps in (on_objects, on_one, elsewhere):
+        maps[1] = 1.0                                                 # the empty scene is left out
+    loss = lambda maps: float(train.end_of_text_grounding_loss({"l": maps}, objects, ids, eos))  # noqa: E731
+    assert loss(on_objects) < 1e-6 and loss(on_one) < 1e-6            # any share of the objects is inside
+    assert abs(loss(elsewhere) - 1.0) < 1e-6
+    assert float(train.end_of_text_grounding_loss({"l": elsewhere}, torch.zeros_like(objects), ids, eos)) == 0.0
+
+
+def test_null_twin_without_shape_swap_is_refused_at_the_door(tmp_path):
+    import pytest
+    import torch
+    args = train.options(null_twin=0.1)
+    with pytest.raises(ValueError, match="set shape_swap"):
+        train.train_unet(torch.zeros(2, 3, 32, 32), None, None, None, None, None, args, tmp_path,
+                         objects=torch.zeros(2, 32, 32), shape_words=("circle", "square"))

@@ -256,14 +256,9 @@ class CrossAttentionMaps(hooks.LiveAttention):
         super().__init__(unet, layers=GROUNDED, kind="cross")
 
 
-def grounding_loss(maps: dict, objects: torch.Tensor, pairs: list[tuple[int, int, int]]) -> torch.Tensor:
-    """TokenCompose's token loss (Wang et al. 2024, eq. 3): for each named object's colour and shape token,
-    (1 - share of its cross-attention inside the object's mask)^2, averaged over tokens and layers.
-    objects: (B, 32, 32) object maps; pairs: (batch index, object number from 1, token position)."""
-    if not pairs:
-        return torch.zeros(())
-    b, k, p = (torch.tensor(x) for x in zip(*pairs))
-    masks = (objects[b] == k.view(-1, 1, 1)).float()[:, None]                         # (n, 1, 32, 32)
+def attention_inside_loss(maps: dict, masks: torch.Tensor, b: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+    """(1 - share of token p's cross-attention in scene b that lies inside mask)^2, averaged over the pairs and
+    the layers. maps: {layer: (B, Q, K)}; masks: (n, 1, 32, 32) in [0, 1]; b, p: (n,) batch rows, token positions."""
     losses = []
     for a in maps.values():                                                            # (B, Q, K)
         side = int(round(a.shape[1] ** 0.5))
@@ -272,6 +267,27 @@ def grounding_loss(maps: dict, objects: torch.Tensor, pairs: list[tuple[int, int
         inside = (col * m).sum(1) / col.sum(1).clamp_min(1e-8)
         losses.append(((1 - inside) ** 2).mean())
     return torch.stack(losses).mean()
+
+
+def grounding_loss(maps: dict, objects: torch.Tensor, pairs: list[tuple[int, int, int]]) -> torch.Tensor:
+    """TokenCompose's token loss (Wang et al. 2024, eq. 3): for each named object's colour and shape token,
+    (1 - share of its cross-attention inside the object's mask)^2, averaged over tokens and layers.
+    objects: (B, 32, 32) object maps; pairs: (batch index, object number from 1, token position)."""
+    if not pairs:
+        return torch.zeros(())
+    b, k, p = (torch.tensor(x) for x in zip(*pairs))
+    return attention_inside_loss(maps, (objects[b] == k.view(-1, 1, 1)).float()[:, None], b, p)
+
+
+def end_of_text_grounding_loss(maps: dict, objects: torch.Tensor, ids: torch.Tensor, eos_id: int) -> torch.Tensor:
+    """The same loss for each caption's first end-of-text token against the union of all the scene's objects,
+    named or not ("" included), on scenes with an object: what ConceptExpress's filter (eq. 5) reads in SD,
+    where the end-of-text token of "" attends to the salient objects. objects: (B, 32, 32); ids: (B, L)."""
+    b = torch.nonzero(objects.flatten(1).amax(1) > 0).flatten()
+    if len(b) == 0:
+        return torch.zeros(())
+    p = (ids[b] == eos_id).int().argmax(1)                      # the first end-of-text token of each caption
+    return attention_inside_loss(maps, (objects[b] > 0).float()[:, None], b, p)
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -406,6 +422,10 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
     objects (N, H, W): object maps for the grounding loss (toy-shapes only). shape_words: the world's shapes,
     which args.shape_swap swaps for one another (toy-shapes only)."""
     swap_n = args.shape_swap if objects is not None else 0
+    if args.null_twin and not swap_n:
+        raise ValueError(f"args.null_twin={args.null_twin} denoises --shape-swap's scenes with \"\" too, but "
+                         f"shape_swap is {args.shape_swap}" + (" (and toy-sounds has no objects)" if objects is None
+                                                                else "") + ": set shape_swap, say 16")
     if swap_n and len(shape_words) < 2:
         raise ValueError(f"args.shape_swap={swap_n} swaps a caption's shape word for another of the world's, but "
                          f"shape_words={tuple(shape_words)!r} names fewer than two: pass the world's `shapes`")
@@ -434,11 +454,12 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
         mu, sd = torch.cat([p.mean for p in posts]), torch.cat([p.std for p in posts])
     sf = vae.config.scaling_factor
     alphas = sched.alphas_cumprod
+    eot_weight = args.eot_grounding if objects is not None else 0.0
     ground = args.grounding > 0 and objects is not None
     object_weight = args.object_weight if objects is not None else 0.0
     shape_ids = tok.convert_tokens_to_ids([f"{s}</w>" for s in shape_words])
     objects = None if objects is None else torch.as_tensor(objects).long()
-    grab = CrossAttentionMaps(unet) if ground else contextlib.nullcontext()
+    grab = CrossAttentionMaps(unet) if ground or eot_weight else contextlib.nullcontext()
     bar = tqdm(total=args.unet_steps, initial=step, desc="UNet + text encoder", mininterval=2)
     while step < args.unet_steps:
         for group in opt.param_groups:
@@ -458,12 +479,20 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
         loss = denoising_loss(pred, noise, snr, objects[idx] if object_weight else None, object_weight)
         g_loss = grounding_loss(grab.maps, objects[idx], pairs) if ground else torch.zeros(())
         loss = loss + args.grounding * g_loss
+        if eot_weight:
+            loss = loss + eot_weight * end_of_text_grounding_loss(grab.maps, objects[idx], ids, tok.eos_token_id)
         if swap_n and pairs:                  # the same noisy latents, denoised again with a shape word swapped
             rows, swapped, ks = swap_shapes(ids, pairs, shape_ids, rng, swap_n)
             masks = F.adaptive_avg_pool2d((objects[idx[rows]] == torch.tensor(ks).view(-1, 1, 1)).float()[:, None],
                                           pred.shape[-2:])                                 # (n, 1, h, w)
-            pred_swapped = unet(zt[rows], t[rows], text(swapped).last_hidden_state).sample
-            loss = loss + args.shape_swap_weight * shape_swap_loss(pred[rows], pred_swapped, noise[rows], masks)
+            n, copies = len(rows), 1 + bool(args.null_twin)
+            if args.null_twin:                # and with "": one forward of 2n rows (the swapped, then the null)
+                swapped = torch.cat([swapped, tokens([""] * n)])
+            preds = unet(zt[rows].repeat(copies, 1, 1, 1), t[rows].repeat(copies),
+                         text(swapped).last_hidden_state).sample                         # (copies x n, C, h, w)
+            loss = loss + args.shape_swap_weight * shape_swap_loss(pred[rows], preds[:n], noise[rows], masks)
+            if args.null_twin:
+                loss = loss + args.null_twin * shape_swap_loss(pred[rows], preds[n:], noise[rows], masks)
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
         step += 1
@@ -604,6 +633,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--grounding", type=float, default=0.1,
                    help="weight of the TokenCompose token loss that ties each object word's cross-attention to "
                         "its mask (0: plain denoising)")
+    p.add_argument("--eot-grounding", type=float, default=0.0,
+                   help="toy-shapes: weight of end_of_text_grounding_loss, which ties each caption's end-of-text "
+                        "token's cross-attention to the scene's objects, as SD's is (0: none)")
     p.add_argument("--object-weight", type=float, default=0.0,
                    help="toy-shapes: the denoising loss counts a latent pixel on an object (1 + this) times a "
                         "background one's (0: every pixel alike)")
@@ -611,6 +643,10 @@ def parser() -> argparse.ArgumentParser:
                    help="toy-shapes: scenes per batch denoised again with a named object's shape word swapped, "
                         "for shape_swap_loss (0: none; each costs a UNet forward and backward)")
     p.add_argument("--shape-swap-weight", type=float, default=0.1, help="shape_swap_loss's weight")
+    p.add_argument("--null-twin", type=float, default=0.0,
+                   help="toy-shapes: with --shape-swap, the swapped scenes are also denoised with \"\", and "
+                        "shape_swap_loss with this weight asks the caption to beat \"\" on the named object's "
+                        "pixels (0: none)")
     p.add_argument("--empty-captions", type=float, default=0.10,
                    help="toy-shapes v2: share of the captions of scenes with objects that are empty (\"\"); an "
                         "empty scene's caption is \"\" 40%% of the time whatever this is")
@@ -647,7 +683,7 @@ def main(argv=None):
     if args.world == "sounds" and args.stage == "clip":
         p.error("toy-sounds has no clip stage: its oracle is the sounds world's band energy")
     # Options a world does not read are refused, not silently ignored (a run would train without them).
-    unread = ["object_weight", "shape_swap", "clip_hard_negatives", "empty_captions"] if args.world == "sounds" else \
+    unread = ["object_weight", "eot_grounding", "shape_swap", "null_twin", "clip_hard_negatives", "empty_captions"] if args.world == "sounds" else \
         ["empty_captions"] if args.world_version == 1 else []
     if changed := [f"--{k.replace('_', '-')}" for k in unread if getattr(args, k) != p.get_default(k)]:
         p.error(f"{', '.join(changed)} changes nothing for {args.world}"
