@@ -2,10 +2,12 @@
 encoder with its VAE, exported to <workdir>/peek/toy-shapes, then conceptlab.reproduce's `removal` (the protocol of
 benchmarks/world_v2.py and inversions.py, DDIM, 50 steps) on the first --n held-out v2 scenes.
 
-    .venv/bin/python benchmarks/world_v2_removal_peek.py .toy_runs/unet_pilot/ARM [--n 60] [--record]
+    .venv/bin/python benchmarks/world_v2_removal_peek.py .toy_runs/unet_pilot/ARM [--n 60] [--context 40] [--record]
 
-Prints removed / clean / control kept, and removed by the scene's object count; with --record it keeps the
-reading in benchmarks/results/world_v2_unet_pilot.json under "<workdir's name> @ <step>, removal (n)".
+Prints removed / clean / control kept, and removed by the scene's object count; with --context N also context
+(benchmarks/world_v2.py's: the first object of N two-object scenes scaled at omega 5, the other object kept and
+the background's PSNR); with --record it keeps the reading in benchmarks/results/world_v2_unet_pilot.json under
+"<workdir's name> @ <step>, removal (n)".
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+import inversions  # noqa: E402  (the context protocol of benchmarks/world_v2.py)
 import reproduced  # noqa: E402  (the paper tables, run through conceptlab.reproduce)
 import world_v2_peek  # noqa: E402  (a workdir's checkpoint as a model)
 
@@ -26,6 +29,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workdir", type=Path)
     p.add_argument("--n", type=int, default=60)
+    p.add_argument("--context", type=int, default=0, help="two-object scenes for the context reading (0: none)")
     p.add_argument("--record", action="store_true")
     args = p.parse_args()
     out = args.workdir / "peek"
@@ -35,6 +39,13 @@ def main():
     reading = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in ("removed", "clean", "kept")}
     reading["removed by objects"] = {str(k): round(float(np.mean([r["removed"] for r in rows if r["objects"] == k])), 4)
                                      for k in sorted({r["objects"] for r in rows})}
+    if args.context:
+        import conceptlab
+        from conceptlab.worlds import shapes
+
+        inversions.METHODS[:] = ["ddim"]                      # as benchmarks/world_v2.py reads it
+        got = inversions.context(conceptlab.load(str(out / "toy-shapes")), n=args.context, world=shapes.V2)["ddim"]
+        reading["context"] = dict(scenes=args.context, **{k: round(v, 4) for k, v in got.items()})
     print(f"{args.workdir.name} @ {step}, removal ({args.n}):", json.dumps(reading))
     if args.record:
         res = world_v2_peek.RESULTS

@@ -16,7 +16,7 @@ merges "circle" and "square" in its text encoder). --grounding (default 0.1, the
 the grounding loss's weight, --object-weight W (default 0) weighs an object's latent pixels (1 + W) times a
 background one's in the denoising loss, --batch (default 64) the batch, --shape-swap N (default 0) adds toy.train's
 shape_swap_loss on N scenes a batch (weight 0.1); an arm run with other values gets its own workdir,
-ARM-groundingG-objwW-batchB-swapN-twinT-eotE-emptyE (the changed ones only; --tag TAG adds -TAG). A finished arm
+ARM-groundingG-objwW-batchB-swapN-twinT-localL-eotE-emptyE (the changed ones only; --tag TAG adds -TAG). A finished arm
 run again with more --steps continues from its checkpoint (a warm restart of the cosine schedule).
 """
 from __future__ import annotations
@@ -40,7 +40,8 @@ VAE = Path(".toy_runs/v2c/vae")
 CLOSE = dataclasses.replace(shapes.V2, close=0.1)
 # The options that name an arm's workdir when they differ from their defaults: (argument, label in the name).
 NAMED = [("grounding", "grounding"), ("object_weight", "objw"), ("batch", "batch"), ("shape_swap", "swap"),
-         ("null_twin", "twin"), ("eot_grounding", "eot"), ("empty_captions", "empty")]
+         ("null_twin", "twin"), ("null_locality", "local"),
+         ("eot_grounding", "eot"), ("empty_captions", "empty")]
 ARMS = {"v2": shapes.V2, "close0.1": CLOSE, "one-two": shapes.V2, "every0.5": shapes.V2, "close0.1-every0.5": CLOSE,
         "v1": shapes.V1, "v2-v1captions": shapes.V2, "v2-frozentext": shapes.V2}
 
@@ -57,6 +58,8 @@ def main():
                    help="toy.train's --shape-swap: scenes per batch also denoised with a shape word swapped")
     p.add_argument("--null-twin", type=float, default=0.0,
                    help="toy.train's --null-twin: weight of shape_swap_loss against \"\" on the swapped scenes")
+    p.add_argument("--null-locality", type=float, default=0.0,
+                   help="toy.train's --null-locality: caption and \"\" agree where nothing named is")
     p.add_argument("--eot-grounding", type=float, default=0.0,
                    help="toy.train's --eot-grounding: the end-of-text token's attention tied to the scene's objects")
     p.add_argument("--empty-captions", type=float, default=0.10,
@@ -92,7 +95,7 @@ def main():
     (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
     opts = train.options(unet_steps=args.steps, batch=args.batch, grounding=args.grounding,
                          object_weight=args.object_weight, shape_swap=args.shape_swap, null_twin=args.null_twin,
-                         eot_grounding=args.eot_grounding,
+                         null_locality=args.null_locality, eot_grounding=args.eot_grounding,
                          command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
     vae = AutoencoderKL.from_pretrained(work / "vae")            # --from: that run's VAE
     print(f"{args.arm}: {len(data['labels'])} train scenes, {int(np.mean([len(l) for l in data['labels']]) * 100)}"

@@ -491,3 +491,18 @@ def test_authors_finch_step_matches_the_re_derivation():
     ours_cut = finch(x, distance=authors_kl, max_link=cut, linking="authors")
     assert counts_cut[0] < 40 and [lv.k for lv in ours_cut] == counts_cut   # the cut leaves some links
     assert counts_cut[-1] > counts[-1]                                      # and holds merges back
+
+
+def test_fixed_k_baselines_also_run_through_the_filter_as_the_paper_compares_them(toy):
+    from conceptlab.course import at_model_size
+    from conceptlab.express.evaluate import compare
+
+    s = at_model_size([s for s in shapes.scenes("heldout", 8) if len(s.labels) >= 2][0], toy)
+    rows = {r["method"]: r for r in compare(toy, [s], ks=(2, 7))}
+    for k in (2, 7):
+        for base in (f"k-means {k}", f"FINCH {k}"):
+            plain, filtered = rows[base], rows[f"{base}, filtered"]
+            found = lambda r: r["count_error"] + len(s.labels)     # noqa: E731  (masks predicted)
+            assert found(plain) == k and found(filtered) <= k
+            assert filtered["iou"] <= plain["iou"] + 1e-9           # dropping masks can only lose matches
+    assert rows["k-means 7, filtered"]["count_error"] < rows["k-means 7"]["count_error"]   # background dropped

@@ -131,8 +131,8 @@ def test_smoke_training_on_world_v2_knows_its_new_words(tmp_path):
     import numpy as np
 
     args = ["shapes", "--smoke", "--world-version", "2", "--object-weight", "3", "--clip-hard-negatives", "0.5",
-            "--shape-swap", "4", "--null-twin", "0.1", "--eot-grounding", "0.1", "--workdir", str(tmp_path / "w"),
-            "--out", str(tmp_path / "out")]
+            "--shape-swap", "4", "--null-twin", "0.1", "--null-locality", "1", "--eot-grounding", "0.1",
+            "--workdir", str(tmp_path / "w"), "--out", str(tmp_path / "out")]
     train.main(args)
     assert json.loads((tmp_path / "out" / "toy-shapes" / "TRAINING.json").read_text())["world_version"] == 2
     model = conceptlab.load(str(tmp_path / "out" / "toy-shapes"))
@@ -194,10 +194,25 @@ def test_end_of_text_grounding_ties_the_first_end_of_text_token_to_every_object(
     assert float(train.end_of_text_grounding_loss({"l": elsewhere}, torch.zeros_like(objects), ids, eos)) == 0.0
 
 
-def test_null_twin_without_shape_swap_is_refused_at_the_door(tmp_path):
+def test_the_null_side_without_shape_swap_is_refused_at_the_door(tmp_path):
     import pytest
     import torch
-    args = train.options(null_twin=0.1)
-    with pytest.raises(ValueError, match="set shape_swap"):
-        train.train_unet(torch.zeros(2, 3, 32, 32), None, None, None, None, None, args, tmp_path,
-                         objects=torch.zeros(2, 32, 32), shape_words=("circle", "square"))
+    for args in (train.options(null_twin=0.1), train.options(null_locality=1.0)):
+        with pytest.raises(ValueError, match="set shape_swap"):
+            train.train_unet(torch.zeros(2, 3, 32, 32), None, None, None, None, None, args, tmp_path,
+                             objects=torch.zeros(2, 32, 32), shape_words=("circle", "square"))
+
+
+def test_null_locality_counts_only_where_nothing_is_named():
+    import torch
+    pred = torch.zeros(2, 4, 8, 8)
+    unnamed = torch.ones(2, 1, 8, 8)
+    unnamed[:, :, :4] = 0                                   # the top half holds the named object
+    named_only = pred.clone()
+    named_only[:, :, :4] = 3.0                              # "" differs only on the named object: no loss
+    assert float(train.null_locality_loss(pred, named_only, unnamed)) == 0.0
+    everywhere = pred + 2.0
+    assert abs(float(train.null_locality_loss(pred, everywhere, unnamed)) - 4.0) < 1e-6
+    half = unnamed.clone()
+    half[1] = 0.5                                           # a pixel half covered counts half, the mean stays
+    assert abs(float(train.null_locality_loss(pred, everywhere, half)) - 4.0) < 1e-6

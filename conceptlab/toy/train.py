@@ -227,6 +227,16 @@ def shape_swap_loss(pred: torch.Tensor, pred_swapped: torch.Tensor, noise: torch
     return F.softplus(sharpness * (e_true - e_swap) / (e_true + e_swap).detach().clamp_min(1e-8)).mean()
 
 
+def null_locality_loss(pred: torch.Tensor, pred_null: torch.Tensor, unnamed: torch.Tensor) -> torch.Tensor:
+    """Where a caption names nothing, it should not change the prediction: the mean squared difference between
+    the caption's and ""'s predictions over the latent pixels no named object covers (unnamed objects and
+    background), per scene, then averaged. What ScalingConcept's context claim needs: w (eps_c - eps_null) scales
+    only what c names. pred, pred_null: (n, C, h, w); unnamed: (n, 1, h, w), the share of each pixel no named
+    object covers."""
+    area = (unnamed.sum((1, 2, 3)) * pred.shape[1]).clamp_min(1e-8)
+    return (((pred - pred_null) ** 2 * unnamed).sum((1, 2, 3)) / area).mean()
+
+
 def swap_shapes(ids: torch.Tensor, pairs: list[tuple[int, int, int]], shape_ids: list[int], rng: np.random.Generator,
                 n: int) -> tuple[list[int], torch.Tensor, list[int]]:
     """For up to n captions that name an object: (their rows in the batch, their token ids (n', L) with the first
@@ -422,10 +432,11 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
     objects (N, H, W): object maps for the grounding loss (toy-shapes only). shape_words: the world's shapes,
     which args.shape_swap swaps for one another (toy-shapes only)."""
     swap_n = args.shape_swap if objects is not None else 0
-    if args.null_twin and not swap_n:
-        raise ValueError(f"args.null_twin={args.null_twin} denoises --shape-swap's scenes with \"\" too, but "
-                         f"shape_swap is {args.shape_swap}" + (" (and toy-sounds has no objects)" if objects is None
-                                                                else "") + ": set shape_swap, say 16")
+    null_side = {k: getattr(args, k) for k in ("null_twin", "null_locality") if getattr(args, k)}
+    if null_side and not swap_n:
+        raise ValueError(f"{', '.join(f'args.{k}={v}' for k, v in null_side.items())} denoises --shape-swap's "
+                         f"scenes with \"\" too, but shape_swap is {args.shape_swap}"
+                         + (" (and toy-sounds has no objects)" if objects is None else "") + ": set shape_swap, say 16")
     if swap_n and len(shape_words) < 2:
         raise ValueError(f"args.shape_swap={swap_n} swaps a caption's shape word for another of the world's, but "
                          f"shape_words={tuple(shape_words)!r} names fewer than two: pass the world's `shapes`")
@@ -485,14 +496,21 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
             rows, swapped, ks = swap_shapes(ids, pairs, shape_ids, rng, swap_n)
             masks = F.adaptive_avg_pool2d((objects[idx[rows]] == torch.tensor(ks).view(-1, 1, 1)).float()[:, None],
                                           pred.shape[-2:])                                 # (n, 1, h, w)
-            n, copies = len(rows), 1 + bool(args.null_twin)
-            if args.null_twin:                # and with "": one forward of 2n rows (the swapped, then the null)
+            n, copies = len(rows), 1 + bool(null_side)
+            if null_side:                     # and with "": one forward of 2n rows (the swapped, then the null)
                 swapped = torch.cat([swapped, tokens([""] * n)])
             preds = unet(zt[rows].repeat(copies, 1, 1, 1), t[rows].repeat(copies),
                          text(swapped).last_hidden_state).sample                         # (copies x n, C, h, w)
             loss = loss + args.shape_swap_weight * shape_swap_loss(pred[rows], preds[:n], noise[rows], masks)
             if args.null_twin:
                 loss = loss + args.null_twin * shape_swap_loss(pred[rows], preds[n:], noise[rows], masks)
+            if args.null_locality:
+                named = torch.zeros(n, *objects.shape[1:])                                 # (n, 32, 32)
+                for j, k, _ in pairs:
+                    if j in rows:
+                        named[rows.index(j)] += (objects[idx[j]] == k).float()
+                unnamed = 1 - F.adaptive_avg_pool2d(named.clamp(max=1)[:, None], pred.shape[-2:])
+                loss = loss + args.null_locality * null_locality_loss(pred[rows], preds[n:], unnamed)
         opt.zero_grad(set_to_none=True); loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step()
         step += 1
@@ -647,6 +665,10 @@ def parser() -> argparse.ArgumentParser:
                    help="toy-shapes: with --shape-swap, the swapped scenes are also denoised with \"\", and "
                         "shape_swap_loss with this weight asks the caption to beat \"\" on the named object's "
                         "pixels (0: none)")
+    p.add_argument("--null-locality", type=float, default=0.0,
+                   help="toy-shapes: with --shape-swap, the swapped scenes are also denoised with \"\", and "
+                        "null_locality_loss with this weight asks the caption's and \"\"'s predictions to agree "
+                        "where no named object is (0: none)")
     p.add_argument("--empty-captions", type=float, default=0.10,
                    help="toy-shapes v2: share of the captions of scenes with objects that are empty (\"\"); an "
                         "empty scene's caption is \"\" 40%% of the time whatever this is")
@@ -683,7 +705,8 @@ def main(argv=None):
     if args.world == "sounds" and args.stage == "clip":
         p.error("toy-sounds has no clip stage: its oracle is the sounds world's band energy")
     # Options a world does not read are refused, not silently ignored (a run would train without them).
-    unread = ["object_weight", "eot_grounding", "shape_swap", "null_twin", "clip_hard_negatives", "empty_captions"] if args.world == "sounds" else \
+    unread = ["object_weight", "eot_grounding", "shape_swap", "null_twin", "null_locality",
+              "clip_hard_negatives", "empty_captions"] if args.world == "sounds" else \
         ["empty_captions"] if args.world_version == 1 else []
     if changed := [f"--{k.replace('_', '-')}" for k in unread if getattr(args, k) != p.get_default(k)]:
         p.error(f"{', '.join(changed)} changes nothing for {args.world}"
