@@ -70,7 +70,7 @@ def main():
     p.add_argument("--tag", default=None,
                    help="appended to the workdir's name: a second run of the same arm (say, a shorter one)")
     args = p.parse_args()
-    if not (VAE / "config.json").exists():
+    if args.start is None and not (VAE / "config.json").exists():      # --from: that run's VAE
         raise SystemExit(f"no v2 VAE at {VAE}: train one with `python -m conceptlab.toy.train shapes "
                          f"--world-version 2 --stage vae --workdir .toy_runs/v2c`")
     data = train.world_data(20000, ROOT, ARMS[args.arm])
