@@ -40,6 +40,7 @@ VAE = Path(".toy_runs/v2c/vae")
 CLOSE = dataclasses.replace(shapes.V2, close=0.1)
 # The options that name an arm's workdir when they differ from their defaults: (argument, label in the name).
 NAMED = [("grounding", "grounding"), ("object_weight", "objw"), ("batch", "batch"), ("shape_swap", "swap"),
+         ("swap_object", "swapof-"),
          ("null_twin", "twin"), ("null_locality", "local"),
          ("eot_grounding", "eot"), ("empty_captions", "empty")]
 ARMS = {"v2": shapes.V2, "close0.1": CLOSE, "one-two": shapes.V2, "every0.5": shapes.V2, "close0.1-every0.5": CLOSE,
@@ -56,6 +57,8 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--shape-swap", type=int, default=0,
                    help="toy.train's --shape-swap: scenes per batch also denoised with a shape word swapped")
+    p.add_argument("--swap-object", choices=["first", "random"], default="first",
+                   help="toy.train's --swap-object: whose shape word --shape-swap swaps")
     p.add_argument("--null-twin", type=float, default=0.0,
                    help="toy.train's --null-twin: weight of shape_swap_loss against \"\" on the swapped scenes")
     p.add_argument("--null-locality", type=float, default=0.0,
@@ -81,7 +84,7 @@ def main():
                     objects=data["objects"][keep])
     if args.arm == "v2-v1captions":                     # no sizes: shapes_captions then takes v1's caption mix
         data = dict(data, radii=None)
-    name = args.arm + "".join(f"-{label}{getattr(args, key):g}" for key, label in NAMED
+    name = args.arm + "".join(f"-{label}{getattr(args, key):{'' if isinstance(getattr(args, key), str) else 'g'}}" for key, label in NAMED
                               if getattr(args, key) != p.get_default(key)) + \
         ("" if args.start is None else f"-from-{args.start.name}") + ("" if args.tag is None else f"-{args.tag}")
     work = ROOT / name
@@ -94,7 +97,8 @@ def main():
         (work / "vae").exists() or (work / "vae").symlink_to((args.start / "vae").resolve())
     (work / "vae").exists() or (work / "vae").symlink_to(VAE.resolve())        # for world_v2_peek.py
     opts = train.options(unet_steps=args.steps, batch=args.batch, grounding=args.grounding,
-                         object_weight=args.object_weight, shape_swap=args.shape_swap, null_twin=args.null_twin,
+                         object_weight=args.object_weight, shape_swap=args.shape_swap, swap_object=args.swap_object,
+                         null_twin=args.null_twin,
                          null_locality=args.null_locality, eot_grounding=args.eot_grounding,
                          command="benchmarks/world_v2_unet_pilot.py " + " ".join(sys.argv[1:]))
     vae = AutoencoderKL.from_pretrained(work / "vae")            # --from: that run's VAE

@@ -109,6 +109,14 @@ def test_swap_shapes_swaps_one_named_shape_word_per_caption():
         changed = (swapped[r] != ids[j]).nonzero().flatten().tolist()
         assert changed == [3] and int(swapped[r, 3]) in shape_ids           # only the first shape word, to a shape
     assert train.swap_shapes(ids, pairs, shape_ids, np.random.default_rng(0), n=1)[0] == [0]
+    picked = set()                                   # which="random": either named object of the first caption
+    for seed in range(20):
+        rows, swapped, objects = train.swap_shapes(ids, pairs, shape_ids, np.random.default_rng(seed), n=1,
+                                                   which="random")
+        at = 3 if objects == [1] else 7
+        assert (swapped[0] != ids[0]).nonzero().flatten().tolist() == [at] and int(swapped[0, at]) in shape_ids
+        picked.add(objects[0])
+    assert picked == {1, 2}
 
 
 def test_shape_swap_loss_ranks_the_true_caption_first():

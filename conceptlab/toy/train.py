@@ -238,21 +238,26 @@ def null_locality_loss(pred: torch.Tensor, pred_null: torch.Tensor, unnamed: tor
 
 
 def swap_shapes(ids: torch.Tensor, pairs: list[tuple[int, int, int]], shape_ids: list[int], rng: np.random.Generator,
-                n: int) -> tuple[list[int], torch.Tensor, list[int]]:
-    """For up to n captions that name an object: (their rows in the batch, their token ids (n', L) with the first
-    named object's shape token replaced by another shape's, that object's number). ids: (B, L) the batch's token
-    ids; pairs: shapes_captions' (row, object number, token position); shape_ids: the shape words' token ids."""
-    first: dict[int, tuple[int, int]] = {}
+                n: int, which: str = "first") -> tuple[list[int], torch.Tensor, list[int]]:
+    """For up to n captions that name an object: (their rows in the batch, their token ids (n', L) with one named
+    object's shape token replaced by another shape's, that object's number). which: "first", the first named
+    object's; "random", a named object drawn at random (so that the second of two named objects is trained to
+    matter too). ids: (B, L) the batch's token ids; pairs: shapes_captions' (row, object number, token position);
+    shape_ids: the shape words' token ids."""
+    if which not in ("first", "random"):
+        raise ValueError(f"which must be 'first' or 'random', got {which!r}")
+    named: dict[int, list[tuple[int, int]]] = {}
     for j, k, pos in pairs:
         if int(ids[j, pos]) in shape_ids:
-            first.setdefault(j, (k, pos))
-    rows = sorted(first)[:n]                             # the batch's scenes are drawn at random: any n will do
+            named.setdefault(j, []).append((k, pos))
+    rows = sorted(named)[:n]                             # the batch's scenes are drawn at random: any n will do
+    chosen = {j: named[j][0 if which == "first" else int(rng.integers(len(named[j])))] for j in rows}
     swapped = ids[rows].clone()
     for r, j in enumerate(rows):
-        pos = first[j][1]
+        pos = chosen[j][1]
         others = [s for s in shape_ids if s != int(swapped[r, pos])]
         swapped[r, pos] = others[int(rng.integers(len(others)))]
-    return rows, swapped, [first[j][0] for j in rows]
+    return rows, swapped, [chosen[j][0] for j in rows]
 
 
 # -------------------------------------------------------------------------------------- grounding
@@ -493,7 +498,7 @@ def train_unet(x_all: torch.Tensor, captions, vae, unet, text, tok, args, workdi
         if eot_weight:
             loss = loss + eot_weight * end_of_text_grounding_loss(grab.maps, objects[idx], ids, tok.eos_token_id)
         if swap_n and pairs:                  # the same noisy latents, denoised again with a shape word swapped
-            rows, swapped, ks = swap_shapes(ids, pairs, shape_ids, rng, swap_n)
+            rows, swapped, ks = swap_shapes(ids, pairs, shape_ids, rng, swap_n, args.swap_object)
             masks = F.adaptive_avg_pool2d((objects[idx[rows]] == torch.tensor(ks).view(-1, 1, 1)).float()[:, None],
                                           pred.shape[-2:])                                 # (n, 1, h, w)
             n, copies = len(rows), 1 + bool(null_side)
@@ -660,6 +665,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shape-swap", type=int, default=0,
                    help="toy-shapes: scenes per batch denoised again with a named object's shape word swapped, "
                         "for shape_swap_loss (0: none; each costs a UNet forward and backward)")
+    p.add_argument("--swap-object", choices=["first", "random"], default="first",
+                   help="toy-shapes: whose shape word --shape-swap swaps, the caption's first named object's or one "
+                        "drawn at random")
     p.add_argument("--shape-swap-weight", type=float, default=0.1, help="shape_swap_loss's weight")
     p.add_argument("--null-twin", type=float, default=0.0,
                    help="toy-shapes: with --shape-swap, the swapped scenes are also denoised with \"\", and "
@@ -705,7 +713,7 @@ def main(argv=None):
     if args.world == "sounds" and args.stage == "clip":
         p.error("toy-sounds has no clip stage: its oracle is the sounds world's band energy")
     # Options a world does not read are refused, not silently ignored (a run would train without them).
-    unread = ["object_weight", "eot_grounding", "shape_swap", "null_twin", "null_locality",
+    unread = ["object_weight", "eot_grounding", "shape_swap", "swap_object", "null_twin", "null_locality",
               "clip_hard_negatives", "empty_captions"] if args.world == "sounds" else \
         ["empty_captions"] if args.world_version == 1 else []
     if changed := [f"--{k.replace('_', '-')}" for k in unread if getattr(args, k) != p.get_default(k)]:
