@@ -3,6 +3,7 @@ workdir) or an exported toy-shapes folder, as benchmarks/world_v2_peek.py loads 
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/world_v2_diagnose.py WORKDIR two-objects [--n 100] [--record]
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/world_v2_diagnose.py WORKDIR end-of-text [--n 40] [--record]
+    .venv/bin/python benchmarks/world_v2_diagnose.py runs/bench/removal-...-n120-steps50 removal-leftovers
 
 two-objects: the first --n two-object prompts of toy_quality.generation (the same draw), 25 steps, guidance 5:
   how many find both objects, only the first-named, only the second-named, neither; and for a missing object
@@ -11,6 +12,10 @@ end-of-text: on the first --n held-out v2 scenes with 2-3 objects, the end-of-te
   localize reads it): the share of objects whose mean beats the background's, by colour, and of scenes where
   every object does; then localization (metrics.match_masks) with localize's defaults, with the ground-truth
   object filter at delta x 1, 2, 3, 5 and no cut, and with the paper's filter settings.
+removal-leftovers: on a finished removal run's folder (conceptlab.reproduce's, as world_v2.py and
+  world_v2_removal_peek.py leave it in runs/bench), its removals that are not clean: what covers the removed
+  object's place, read from the saved images by the oracle's blobs (a blob of the removed object's own colour, of
+  another named object's colour, or of a new colour).
 With --record the reading is kept in benchmarks/results/world_v2_unet_pilot.json under
 "<workdir's name> @ <step>, <what> (n)".
 """
@@ -102,13 +107,35 @@ def end_of_text(model, n: int) -> dict:
                 by_colour=share, scenes_every_object_above=round(float(np.mean(every)), 4), localization=loc_table)
 
 
+def removal_leftovers(folder: Path) -> dict:
+    from PIL import Image
+
+    rows = [json.loads(line) for line in (folder / "rows.jsonl").read_text().splitlines()]
+    what = collections.Counter()
+    for r in rows:
+        if not r["removed"] or r.get("clean"):
+            continue
+        split, index = r["id"].split("/")
+        s = W.scene(split, int(index))
+        image = np.asarray(Image.open(folder / "items" / split / index / "removed.png").convert("RGB"))
+        place, colour = np.asarray(s.masks[0], bool), r["label"].split()[0]
+        covers = {("its own colour" if c == colour else "another object's colour"
+                   if any(lab.split()[0] == c for lab in s.labels[1:]) else "a new colour")
+                  for c in W.colours for b in oracle.blobs(image, c, W) if (b["mask"] & place).sum() >= 0.25 * place.sum()}
+        what[" + ".join(sorted(covers))] += 1
+    return dict(removals=len(rows), removed_not_clean=sum(what.values()), covered_by=dict(what))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("workdir", type=Path, help="a training's workdir (its unet.ckpt), or an exported toy-shapes folder")
-    p.add_argument("what", choices=["two-objects", "end-of-text"])
+    p.add_argument("what", choices=["two-objects", "end-of-text", "removal-leftovers"])
     p.add_argument("--n", type=int, default=None, help="prompts (two-objects, default 100) or scenes (end-of-text, 40)")
     p.add_argument("--record", action="store_true", help=f"keep the reading in {world_v2_peek.RESULTS}")
     args = p.parse_args()
+    if args.what == "removal-leftovers":
+        print(args.workdir.name, json.dumps(removal_leftovers(args.workdir)))
+        return
     n = args.n or (100 if args.what == "two-objects" else 40)
     with tempfile.TemporaryDirectory() as tmp:
         model, step = world_v2_peek.load(args.workdir, Path(tmp))
