@@ -15,7 +15,8 @@ end-of-text: on the first --n held-out v2 scenes with 2-3 objects, the end-of-te
 removal-leftovers: on a finished removal run's folder (conceptlab.reproduce's, as world_v2.py and
   world_v2_removal_peek.py leave it in runs/bench), its removals that are not clean: what covers the removed
   object's place, read from the saved images by the oracle's blobs (a blob of the removed object's own colour, of
-  another named object's colour, or of a new colour).
+  another named object's colour, or of a new colour); and over all its removals, what a clean erase must also keep:
+  the PSNR outside the removed object (against the input) and the share of the other objects still found.
 With --record the reading is kept in benchmarks/results/world_v2_unet_pilot.json under
 "<workdir's name> @ <step>, <what> (n)".
 """
@@ -111,19 +112,26 @@ def removal_leftovers(folder: Path) -> dict:
     from PIL import Image
 
     rows = [json.loads(line) for line in (folder / "rows.jsonl").read_text().splitlines()]
-    what = collections.Counter()
+    what, psnr, others = collections.Counter(), [], []
     for r in rows:
-        if not r["removed"] or r.get("clean"):
-            continue
         split, index = r["id"].split("/")
         s = W.scene(split, int(index))
         image = np.asarray(Image.open(folder / "items" / split / index / "removed.png").convert("RGB"))
         place, colour = np.asarray(s.masks[0], bool), r["label"].split()[0]
+        # the rest of the scene: PSNR outside the removed object, and the other objects still found
+        before = np.asarray(Image.open(folder / "items" / split / index / "input.png").convert("RGB"))
+        mse = ((image.astype(float) - before.astype(float)) ** 2)[~place].mean()
+        psnr.append(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
+        others += [oracle.is_present(image, lab, world=W) for lab in s.labels[1:]]
+        if not r["removed"] or r.get("clean"):
+            continue
         covers = {("its own colour" if c == colour else "another object's colour"
                    if any(lab.split()[0] == c for lab in s.labels[1:]) else "a new colour")
                   for c in W.colours for b in oracle.blobs(image, c, W) if (b["mask"] & place).sum() >= 0.25 * place.sum()}
         what[" + ".join(sorted(covers))] += 1
-    return dict(removals=len(rows), removed_not_clean=sum(what.values()), covered_by=dict(what))
+    return dict(removals=len(rows), removed_not_clean=sum(what.values()), covered_by=dict(what),
+                psnr_outside=round(float(np.mean(psnr)), 2), other_objects_kept=round(float(np.mean(others)), 4),
+                other_objects=len(others))
 
 
 def main():
