@@ -102,7 +102,8 @@ def end_of_text(model, n: int) -> dict:
     share = {c: round(float(np.mean(v)), 4) for c, v in sorted(above.items())}
     loc_table = {name: dict(iou=round(float(np.mean([r["iou"] for r in rs])), 4),
                             precision=round(float(np.mean([r["precision"] for r in rs])), 4),
-                            count_exact=round(float(np.mean([r["count_error"] == 0 for r in rs])), 4))
+                            count_exact=round(float(np.mean([r["count_error"] == 0 for r in rs])), 4),
+                            mean_count_error=round(float(np.mean([r["count_error"] for r in rs])), 4))
                  for name, rs in rows.items()}
     return dict(scenes=n, objects_above_background=round(float(np.mean(sum(above.values(), []))), 4),
                 by_colour=share, scenes_every_object_above=round(float(np.mean(every)), 4), localization=loc_table)
